@@ -1,0 +1,105 @@
+"""The project's amodal COCO JSON (SPEC section 5): reader and writer.
+
+A COCO instances file whose annotations also carry ``visible_segmentation``, ``visible_area``,
+``occlude_rate``, ``depth_rank`` (1 = front-most, null if unknown) and ``is_stuff``; images may
+carry ``depth_constraints`` as ``[front_ann_id, back_ann_id]`` pairs. pycocotools' ``COCO()``
+loads it as an ordinary instances file (amodal masks in ``segmentation``).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+from ...structures.masks import rle_area
+from ..records import AnnotationSet, DropLog, ImageRecord
+from .common import build_object, load_json, require
+
+
+def read_amodal_coco(path: str, strict: bool = False, log: DropLog | None = None) -> AnnotationSet:
+    data = load_json(path)
+    log = log or DropLog(path, strict)
+    for key in ("images", "annotations", "categories"):
+        require(data, key, path, "top level")
+    category_ids = {int(c["id"]) for c in data["categories"]}
+    by_image = collections.defaultdict(list)
+    for ann in data["annotations"]:
+        by_image[ann.get("image_id")].append(ann)
+
+    records = []
+    for image in data["images"]:
+        where = f"image id {image.get('id')}"
+        image_id = int(require(image, "id", path, where))
+        height = int(require(image, "height", path, where))
+        width = int(require(image, "width", path, where))
+        record = ImageRecord(str(require(image, "file_name", path, where)), height, width, image_id)
+        log.read("images")
+        index_of_ann = {}
+        for ann in by_image.pop(image_id, []):
+            ann_where = f"annotation id {ann.get('id')}"
+            category_id = int(require(ann, "category_id", path, ann_where))
+            if category_id not in category_ids:
+                log.read("objects")
+                log.drop("object", "category_id", f"unknown category {category_id}", ann_where)
+                continue
+            obj = build_object(
+                log, ann_where, height, width, category_id,
+                require(ann, "segmentation", path, ann_where), ann.get("visible_segmentation"),
+                depth_rank=ann.get("depth_rank"), is_stuff=ann.get("is_stuff", False),
+                iscrowd=ann.get("iscrowd", False), ann_id=ann.get("id"), name=ann.get("name", ""),
+                source_bbox=ann.get("bbox"),
+            )
+            if obj is not None:
+                index_of_ann[ann.get("id")] = len(record.objects)
+                record.objects.append(obj)
+        for pair in image.get("depth_constraints", []):
+            front, back = (index_of_ann.get(a) for a in pair)
+            if front is None or back is None:
+                log.drop("depth constraint", "depth_constraints", f"{pair} names a missing annotation", where)
+            else:
+                record.depth_constraints.append((front, back))
+        log.kept("images")
+        records.append(record)
+    for image_id, anns in by_image.items():
+        log.read("objects", len(anns))
+        for ann in anns:
+            log.drop("object", "image_id", f"no image with id {image_id}", f"annotation id {ann.get('id')}")
+    return AnnotationSet(categories=[dict(c) for c in data["categories"]], records=records)
+
+
+def amodal_coco_dict(annotations: AnnotationSet) -> dict:
+    """The JSON-ready dict of an AnnotationSet; annotation ids are renumbered 1..N."""
+    images, anns = [], []
+    for record in annotations.records:
+        first_id = len(anns) + 1
+        for obj in record.objects:
+            anns.append({
+                "id": len(anns) + 1,
+                "image_id": record.image_id,
+                "category_id": obj.category_id,
+                "segmentation": obj.amodal,
+                "visible_segmentation": obj.visible,
+                "bbox": list(obj.bbox),
+                "area": rle_area(obj.amodal),
+                "visible_area": rle_area(obj.visible),
+                "occlude_rate": obj.occlude_rate,
+                "depth_rank": obj.depth_rank,
+                "is_stuff": int(obj.is_stuff),
+                "iscrowd": int(obj.iscrowd),
+                **({"name": obj.name} if obj.name else {}),
+            })
+        image = {"id": record.image_id, "file_name": record.file_name,
+                 "height": record.height, "width": record.width}
+        if record.depth_constraints:
+            image["depth_constraints"] = [[first_id + f, first_id + b] for f, b in record.depth_constraints]
+        images.append(image)
+    return {"images": images, "annotations": anns, "categories": annotations.categories}
+
+
+def write_amodal_coco(annotations: AnnotationSet, path: str) -> None:
+    """Write atomically (temporary file, then rename) so a crash never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(amodal_coco_dict(annotations), f)
+    os.replace(tmp, path)
