@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
+from sln_amodal.data.records import AnnotationError, AnnotationSet, ImageRecord, ObjectAnnotation
+from sln_amodal.structures.masks import (
+    SegmentationError,
+    decode_rle,
+    encode_mask,
+    encode_masks,
+    mask_to_bbox,
+    rle_area,
+    rle_to_bbox,
+    segmentation_to_rle,
+)
+
+
+def _random_masks(rng, n, h, w):
+    return rng.random((n, h, w)) > 0.6
+
+
+def test_rle_round_trip_and_stack_encoding():
+    rng = np.random.default_rng(0)
+    masks = _random_masks(rng, 4, 13, 17)
+    rles = encode_masks(masks)
+    for mask, rle in zip(masks, rles):
+        assert isinstance(rle["counts"], str)
+        assert rle == encode_mask(mask)
+        np.testing.assert_array_equal(decode_rle(rle), mask)
+        assert rle_area(rle) == mask.sum()
+        assert rle_to_bbox(rle) == mask_to_bbox(mask)
+
+
+def test_segmentation_forms():
+    h, w = 8, 10
+    square = [1, 1, 5, 1, 5, 5, 1, 5]
+    flat = decode_rle(segmentation_to_rle(square, h, w))
+    nested = decode_rle(segmentation_to_rle([square], h, w))
+    np.testing.assert_array_equal(flat, nested)
+    assert flat.sum() > 0
+    uncompressed = {"size": [h, w], "counts": [3, 5, h * w - 8]}
+    assert decode_rle(segmentation_to_rle(uncompressed, h, w)).sum() == 5
+    compressed = encode_mask(flat)
+    np.testing.assert_array_equal(decode_rle(segmentation_to_rle(compressed, h, w)), flat)
+
+
+@pytest.mark.parametrize(
+    "segmentation, message",
+    [
+        ([1, 2, 3, 4], "at least 6 numbers"),
+        ([], "polygon list"),
+        ({"size": [3, 3], "counts": "0"}, "differs from image size"),
+        ({"counts": "0"}, "needs 'size'"),
+        ("text", "polygon list"),
+    ],
+)
+def test_degenerate_segmentations_raise(segmentation, message):
+    with pytest.raises(SegmentationError, match=message):
+        segmentation_to_rle(segmentation, 8, 10)
+
+
+def _annotation_set():
+    rng = np.random.default_rng(1)
+    amodal = _random_masks(rng, 3, 20, 30)
+    visible = amodal & (rng.random(amodal.shape) > 0.3)
+    objects = [
+        ObjectAnnotation(category_id=2, amodal=encode_mask(a), visible=encode_mask(v), bbox=tuple(mask_to_bbox(a)),
+                         occlude_rate=1 - v.sum() / a.sum(), depth_rank=i + 1, is_stuff=i == 2, iscrowd=False)
+        for i, (a, v) in enumerate(zip(amodal, visible))
+    ]
+    record = ImageRecord("a.png", 20, 30, 5, objects, depth_constraints=[(0, 2)])
+    empty = ImageRecord("b.png", 20, 30, 6)
+    return AnnotationSet([{"id": 2, "name": "thing"}], [record, empty]), amodal, visible
+
+
+def test_amodal_coco_round_trip_loads_in_pycocotools(tmp_path):
+    annotations, amodal, visible = _annotation_set()
+    path = tmp_path / "ann.json"
+    write_amodal_coco(annotations, str(path))
+    coco = COCO(str(path))
+    for ann_id, mask in zip(sorted(coco.anns), amodal):
+        np.testing.assert_array_equal(coco.annToMask(coco.anns[ann_id]).astype(bool), mask)
+    back = read_amodal_coco(str(path))
+    assert [r.image_id for r in back.records] == [5, 6]
+    assert back.records[0].depth_constraints == [(0, 2)]
+    for obj, a, v in zip(back.records[0].objects, amodal, visible):
+        np.testing.assert_array_equal(decode_rle(obj.amodal), a)
+        np.testing.assert_array_equal(decode_rle(obj.visible), v)
+        assert obj.occlude_rate == pytest.approx(1 - v.sum() / a.sum())
+    assert [o.depth_rank for o in back.records[0].objects] == [1, 2, 3]
+    assert [o.is_stuff for o in back.records[0].objects] == [False, False, True]
+
+
+def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
+    annotations, _, _ = _annotation_set()
+    path = tmp_path / "ann.json"
+    write_amodal_coco(annotations, str(path))
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segmentation"] = [1, 2, 3, 4]  # degenerate polygon
+    data["annotations"][1]["bbox"] = [100, 100, 5, 5]  # outside the 30x20 image
+    data["annotations"].append(dict(data["annotations"][2], id=99, image_id=1234))  # unknown image
+    path.write_text(json.dumps(data))
+
+    from sln_amodal.data.records import DropLog
+
+    log = DropLog(str(path))
+    back = read_amodal_coco(str(path), log=log)
+    assert len(back.records[0].objects) == 1
+    assert back.records[0].depth_constraints == []  # it named a dropped object
+    assert sum(log.dropped.values()) == 4
+    summary = log.summary()
+    assert "at least 6 numbers" in summary and "outside" in summary and "no image with id 1234" in summary
+
+    with pytest.raises(AnnotationError, match=r"ann\.json annotation id 1: amodal segmentation"):
+        read_amodal_coco(str(path), strict=True)
+
+
+def test_missing_field_and_bad_json_name_file_and_field(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(AnnotationError, match=r"broken\.json: <file>"):
+        read_amodal_coco(str(path))
+    path.write_text(json.dumps({"images": [{"id": 1, "width": 3, "file_name": "x"}], "annotations": [],
+                                "categories": []}))
+    with pytest.raises(AnnotationError, match=r"image id 1: height: missing"):
+        read_amodal_coco(str(path))
