@@ -27,6 +27,9 @@ _C.DATASETS.VAL_SPLIT = "val"
 _C.DATASETS.COCOA_ANNOTATOR = 0
 # False: a corrupt image or bad annotation is skipped and counted; True: it raises at once.
 _C.DATASETS.STRICT = False
+# Where upstream annotations (COCOA, D2SA, KINS, SLN) are cached once converted to amodal COCO
+# JSON; None means <dataset folder>/.sln_cache.
+_C.DATASETS.CACHE_DIR = None
 
 # --------------------------------------------------------------------------------- dataloader
 _C.DATALOADER = CfgNode()
@@ -34,9 +37,107 @@ _C.DATALOADER.NUM_WORKERS = 2
 _C.DATALOADER.IMS_PER_BATCH = 2
 _C.DATALOADER.SEED = 0
 
+# ---------------------------------------------------------------------------------- synthetic
+# The offline default dataset (scripts/make_synthetic.py, sln_amodal/data/synthetic.py).
+_C.SYNTHETIC = CfgNode()
+_C.SYNTHETIC.SEED = 0  # scene (seed, split, index) fixes every byte of that image and its annotations
+_C.SYNTHETIC.NUM_TRAIN = 1000
+_C.SYNTHETIC.NUM_VAL = 100
+_C.SYNTHETIC.IMAGE_SIZE = (256, 256)  # (height, width)
+_C.SYNTHETIC.MIN_OBJECTS = 2  # objects drawn per image, before hidden ones are left out
+_C.SYNTHETIC.MAX_OBJECTS = 6
+# 0: objects are placed anywhere (overlaps by chance); 1: each object is placed onto an earlier one.
+_C.SYNTHETIC.OCCLUSION = 0.5
+# Object radius as a fraction of the image's short side.
+_C.SYNTHETIC.MIN_OBJECT_SIZE = 0.1
+_C.SYNTHETIC.MAX_OBJECT_SIZE = 0.3
+# Objects left with fewer visible pixels are not drawn at all (no object is ever fully hidden).
+_C.SYNTHETIC.MIN_VISIBLE_AREA = 16
+
 # -------------------------------------------------------------------------------------- model
 _C.MODEL = CfgNode()
 _C.MODEL.DEVICE = "cpu"
+# Mask R-CNN defaults below follow torchvision's maskrcnn_resnet50_fpn recipe.
+# Weights to start from: coco | imagenet | none | a checkpoint path (see modeling/weights.py).
+_C.MODEL.WEIGHTS = "coco"
+# Foreground classes; the box and mask predictors add one background class (label 0). torchvision's
+# COCO model has 91 outputs: background + 90 category slots.
+_C.MODEL.NUM_CLASSES = 90
+# ImageNet statistics of 0..1 RGB images, used to normalise the network input.
+_C.MODEL.PIXEL_MEAN = (0.485, 0.456, 0.406)
+_C.MODEL.PIXEL_STD = (0.229, 0.224, 0.225)
+# The padded batch is a multiple of this (the coarsest FPN level before P6 has stride 32).
+_C.MODEL.SIZE_DIVISIBILITY = 32
+
+_C.MODEL.BACKBONE = CfgNode()
+_C.MODEL.BACKBONE.DEPTH = 50  # ResNet-18/34 (basic blocks) or 50/101 (bottlenecks)
+_C.MODEL.BACKBONE.NORM = "FrozenBN"  # FrozenBN | BN | GN
+# FrozenBatchNorm2d's epsilon (torchvision's default); torchvision's COCO_V1 weights were trained
+# with 0, which the weight converter folds into running_var (modeling/weights.py).
+_C.MODEL.BACKBONE.NORM_EPS = 1e-5
+_C.MODEL.BACKBONE.GN_GROUPS = 32  # groups when NORM is GN
+# Trainable parts counted from the top: 0 freezes everything, 5 trains the stem too, 3 (torchvision's
+# default for pretrained backbones) trains res3-res5. Frozen parts use frozen BN.
+_C.MODEL.BACKBONE.TRAINABLE_LAYERS = 3
+
+_C.MODEL.FPN = CfgNode()
+_C.MODEL.FPN.OUT_CHANNELS = 256
+
+_C.MODEL.ANCHOR_GENERATOR = CfgNode()
+# One size per FPN level P2..P6 (pixels of the network input), the same ratios (h / w) on each.
+_C.MODEL.ANCHOR_GENERATOR.SIZES = ((32,), (64,), (128,), (256,), (512,))
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = ((0.5, 1.0, 2.0),)
+
+_C.MODEL.RPN = CfgNode()
+_C.MODEL.RPN.FG_IOU_THRESHOLD = 0.7  # anchors with IoU >= this are positives
+_C.MODEL.RPN.BG_IOU_THRESHOLD = 0.3  # anchors with IoU < this are negatives; between: ignored
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256  # anchors sampled per image for the loss
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000  # per FPN level and image
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000  # per image
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+_C.MODEL.RPN.SCORE_THRESH = 0.0  # objectness probability a proposal must reach
+_C.MODEL.RPN.MIN_SIZE = 1e-3  # proposals narrower or shorter than this (pixels) are dropped
+_C.MODEL.RPN.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+_C.MODEL.RPN.SMOOTH_L1_BETA = 1.0 / 9
+
+_C.MODEL.ROI_HEADS = CfgNode()
+_C.MODEL.ROI_HEADS.FG_IOU_THRESHOLD = 0.5
+_C.MODEL.ROI_HEADS.BG_IOU_THRESHOLD = 0.5
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512  # proposals sampled per image for the box loss
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+# Test-time post-processing of the box predictions.
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5  # class-wise NMS
+_C.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 100
+_C.MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST = 1e-2  # detections narrower or shorter than this are dropped
+# RoI -> FPN level mapping of the FPN paper (eq. 1): a box of CANONICAL_BOX_SIZE^2 pixels pools
+# from level CANONICAL_LEVEL (P4).
+_C.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = 224
+_C.MODEL.ROI_HEADS.CANONICAL_LEVEL = 4
+# RoIAlign with the half-pixel offset (detectron2's ROIAlignV2) or without (torchvision).
+_C.MODEL.ROI_HEADS.POOLER_ALIGNED = False
+
+_C.MODEL.ROI_BOX_HEAD = CfgNode()
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024  # width of both fully connected layers (TwoMLPHead)
+_C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False  # one box per RoI instead of one per class
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 1.0 / 9
+
+_C.MODEL.ROI_MASK_HEAD = CfgNode()
+# The mask branch plugged into the RoI heads (registry in modeling/build.py).
+_C.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNHead"
+# Target field the mask is trained on: amodal_masks (amodal Mask R-CNN) or visible_masks.
+_C.MODEL.ROI_MASK_HEAD.TARGET_KEY = "amodal_masks"
+_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14  # the 2x deconvolution makes 28 x 28 masks
+_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_MASK_HEAD.CONV_DIMS = (256, 256, 256, 256)  # the 3x3 convolutions
+_C.MODEL.ROI_MASK_HEAD.DECONV_DIM = 256
+_C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False  # one mask per RoI instead of one per class
 
 # Semantics Layering Network (SPEC sections 2 and 3).
 _C.MODEL.SLN = CfgNode()
@@ -48,6 +149,28 @@ _C.MODEL.SLN.DIST_SATURATION = None
 # Decoding: amodal where S >= AMODAL_THRESH, visible where S >= K - VISIBLE_MARGIN.
 _C.MODEL.SLN.AMODAL_THRESH = 0.5
 _C.MODEL.SLN.VISIBLE_MARGIN = 0.5
+
+# --------------------------------------------------------------------------------- evaluation
+# The amodalAPI / COCO evaluation protocol (SPEC section 6, sln_amodal/evaluation).
+_C.EVAL = CfgNode()
+# IoU thresholds (first, last, step): COCO's .50:.05:.95.
+_C.EVAL.IOU_THRESHOLDS = (0.5, 0.95, 0.05)
+# Recall points at which precision is sampled: COCO's 0:.01:1.
+_C.EVAL.RECALL_POINTS = 101
+# Detections kept per image and category for AR@1/10/100 (append 1000 for AR@1000); AP uses the last.
+_C.EVAL.MAX_DETECTIONS = (1, 10, 100)
+# amodalAPI's occlusion-rate buckets, bounds inclusive: a ground truth outside is ignored.
+_C.EVAL.OCCLUSION_BUCKETS = CfgNode()
+_C.EVAL.OCCLUSION_BUCKETS.all = (0.0, 1.0)
+_C.EVAL.OCCLUSION_BUCKETS.none = (0.0, 1e-5)
+_C.EVAL.OCCLUSION_BUCKETS.partial = (1e-5, 0.25)
+_C.EVAL.OCCLUSION_BUCKETS.heavy = (0.25, 1.0)
+# VRSP-Net's mAP(Occluded) and the ground-truth occluded subset cover occlusion rates above this.
+_C.EVAL.OCCLUDED_THRESH = 0.15
+# Depth order counts a ground truth as found when the greedy matching pairs it at this amodal IoU.
+_C.EVAL.DEPTH_MATCH_IOU = 0.5
+# Match detections to ground truth of the same category only (COCOeval's useCats).
+_C.EVAL.USE_CATS = True
 
 
 def get_default_config() -> CfgNode:

@@ -7,12 +7,12 @@ loads it as an ordinary instances file (amodal masks in ``segmentation``).
 """
 from __future__ import annotations
 
-import collections
 import json
 import os
 
 from ...structures.masks import rle_area
 from ..records import AnnotationSet, DropLog, ImageRecord
+from .coco_style import known_category, read_images
 from .common import build_object, load_json, require
 
 
@@ -22,28 +22,17 @@ def read_amodal_coco(path: str, strict: bool = False, log: DropLog | None = None
     for key in ("images", "annotations", "categories"):
         require(data, key, path, "top level")
     category_ids = {int(c["id"]) for c in data["categories"]}
-    by_image = collections.defaultdict(list)
-    for ann in data["annotations"]:
-        by_image[ann.get("image_id")].append(ann)
+    constraints_of_image = {image.get("id"): image.get("depth_constraints", []) for image in data["images"]}
 
-    records = []
-    for image in data["images"]:
-        where = f"image id {image.get('id')}"
-        image_id = int(require(image, "id", path, where))
-        height = int(require(image, "height", path, where))
-        width = int(require(image, "width", path, where))
-        record = ImageRecord(str(require(image, "file_name", path, where)), height, width, image_id)
-        log.read("images")
+    def fill_record(record: ImageRecord, annotations: list, where: str) -> bool:
         index_of_ann = {}
-        for ann in by_image.pop(image_id, []):
+        for ann in annotations:
             ann_where = f"annotation id {ann.get('id')}"
-            category_id = int(require(ann, "category_id", path, ann_where))
-            if category_id not in category_ids:
-                log.read("objects")
-                log.drop("object", "category_id", f"unknown category {category_id}", ann_where)
+            category_id = known_category(ann, category_ids, log, path, ann_where)
+            if category_id is None:
                 continue
             obj = build_object(
-                log, ann_where, height, width, category_id,
+                log, ann_where, record.height, record.width, category_id,
                 require(ann, "segmentation", path, ann_where), ann.get("visible_segmentation"),
                 depth_rank=ann.get("depth_rank"), is_stuff=ann.get("is_stuff", False),
                 iscrowd=ann.get("iscrowd", False), ann_id=ann.get("id"), name=ann.get("name", ""),
@@ -52,18 +41,15 @@ def read_amodal_coco(path: str, strict: bool = False, log: DropLog | None = None
             if obj is not None:
                 index_of_ann[ann.get("id")] = len(record.objects)
                 record.objects.append(obj)
-        for pair in image.get("depth_constraints", []):
+        for pair in constraints_of_image[record.image_id]:
             front, back = (index_of_ann.get(a) for a in pair)
             if front is None or back is None:
                 log.drop("depth constraint", "depth_constraints", f"{pair} names a missing annotation", where)
             else:
                 record.depth_constraints.append((front, back))
-        log.kept("images")
-        records.append(record)
-    for image_id, anns in by_image.items():
-        log.read("objects", len(anns))
-        for ann in anns:
-            log.drop("object", "image_id", f"no image with id {image_id}", f"annotation id {ann.get('id')}")
+        return True
+
+    records = read_images(path, data, log, fill_record)
     return AnnotationSet(categories=[dict(c) for c in data["categories"]], records=records)
 
 

@@ -1,0 +1,46 @@
+"""What the convert_*.py scripts share: the repository root on sys.path, the command line, the report."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from sln_amodal.data.catalog import convert_dataset  # noqa: E402  (needs the repository root on sys.path)
+from sln_amodal.data.records import AnnotationError  # noqa: E402
+
+
+def converter_main(data_type: str, description: str, argv: list[str] | None = None) -> int:
+    """Parse the command line, convert, print what was read, kept and dropped; the exit status."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if data_type == "SLN":
+        parser.add_argument("--images", required=True,
+                            help="image folder with a <stem>.npz layer map beside each image")
+    else:
+        parser.add_argument("--ann", required=True, help=f"the {data_type} annotation JSON")
+        parser.add_argument("--images",
+                            help="image folder; an image whose file is missing there is dropped and counted")
+    parser.add_argument("--out", required=True, help="amodal COCO JSON to write")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad entry instead of dropping it")
+    if data_type == "COCOA":
+        parser.add_argument("--annotator", type=int, default=0,
+                            help="which annotator record of each image to use (0 = first)")
+    args = parser.parse_args(argv)
+
+    source = args.images if data_type == "SLN" else args.ann
+    try:
+        log = convert_dataset(
+            data_type, source, args.out,
+            image_root=None if data_type == "SLN" else args.images,
+            strict=args.strict,
+            cocoa_annotator=args.annotator if data_type == "COCOA" else 0,
+        )
+    except (AnnotationError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(log.summary())
+    print(f"wrote {args.out}")
+    return 0
