@@ -12,6 +12,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 MIN_POLYGON_NUMBERS = 6  # a polygon needs three (x, y) points
+# pycocotools 2.0.11 area() overflows a uint8 count past 255 masks, so areas go in batches this big.
+PYCOCOTOOLS_AREA_BATCH = 255
 
 
 class SegmentationError(ValueError):
@@ -82,6 +84,19 @@ def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
 
 def rle_area(rle: dict) -> int:
     return int(mask_utils.area(_as_bytes(rle)))
+
+
+def rle_areas(rles: Sequence[dict]) -> np.ndarray:
+    """Pixel counts of many RLEs as an int64 array (batched pycocotools calls)."""
+    objs = [_as_bytes(r) for r in rles]
+    batch = PYCOCOTOOLS_AREA_BATCH
+    batches = [mask_utils.area(objs[i:i + batch]) for i in range(0, len(objs), batch)]
+    return np.concatenate(batches).astype(np.int64) if batches else np.zeros(0, dtype=np.int64)
+
+
+def rle_intersection_areas(first: Sequence[dict], second: Sequence[dict]) -> np.ndarray:
+    """|first[i] AND second[i]| in pixels for each i, without decoding any mask."""
+    return rle_areas([mask_utils.merge([_as_bytes(a), _as_bytes(b)], intersect=True) for a, b in zip(first, second)])
 
 
 def rle_to_bbox(rle: dict) -> list[float]:

@@ -1,0 +1,102 @@
+"""Detections read from a results JSON (SPEC section 7) and checked against the ground truth.
+
+A results file is a COCO results list; every entry carries ``image_id``, ``category_id``,
+``score``, ``segmentation`` (amodal RLE) and ``visible_segmentation`` (RLE); ``bbox`` and
+``depth_rank`` may be present and are not needed for scoring. An entry that cannot be scored is
+dropped and counted (or raises in strict mode); an entry for an image the ground truth does not
+have is ignored with a counted warning, in every mode, as COCO-style evaluation of a subset needs.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.readers.common import load_json
+from ..data.records import AnnotationError, AnnotationSet, DropLog
+from ..structures.masks import SegmentationError, segmentation_to_rle
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("image_id", "category_id", "score", "segmentation", "visible_segmentation")
+UNKNOWN_IMAGE_COUNT = "detections ignored: image not in the ground truth"
+
+
+@dataclass
+class Detections:
+    """Scorable detections in results-file order."""
+
+    image_ids: np.ndarray  # (N,) int64
+    category_ids: np.ndarray  # (N,) int64, dataset category ids
+    scores: np.ndarray  # (N,) float64
+    amodal: list[dict]  # N RLEs at their image's size
+    visible: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def load_results(path: str, ground_truth: AnnotationSet, strict: bool = False,
+                 log: DropLog | None = None) -> Detections:
+    """Read and check a results JSON file; ``log`` (or a new one) counts what was dropped."""
+    results = load_json(path)
+    if not isinstance(results, list):
+        raise AnnotationError(path, "<top level>", f"a results file holds a JSON list, got {type(results).__name__}")
+    return detections_from_results(results, ground_truth, log or DropLog(path, strict))
+
+
+def detections_from_results(results: list, ground_truth: AnnotationSet, log: DropLog) -> Detections:
+    sizes = {record.image_id: (record.height, record.width) for record in ground_truth.records}
+    category_ids = {int(c["id"]) for c in ground_truth.categories}
+    image_ids, det_category_ids, scores, amodal, visible = [], [], [], [], []
+    unknown_images = 0
+    for index, det in enumerate(results):
+        where = f"detection {index}"
+        log.read("detections")
+        if not isinstance(det, dict):
+            log.drop("detection", "<entry>", f"expected an object, got {type(det).__name__}", where)
+            continue
+        missing = next((name for name in REQUIRED_FIELDS if name not in det), None)
+        if missing is not None:
+            log.drop("detection", missing, "missing", where)
+            continue
+        size = sizes.get(det["image_id"])
+        if size is None:
+            unknown_images += 1
+            continue
+        if det["category_id"] not in category_ids:
+            log.drop("detection", "category_id", f"unknown category {det['category_id']}", where)
+            continue
+        score = det["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            log.drop("detection", "score", f"expected a finite number, got {score!r}", where)
+            continue
+        try:
+            amodal_rle = segmentation_to_rle(det["segmentation"], *size)
+        except SegmentationError as err:
+            log.drop("detection", "segmentation", str(err), where)
+            continue
+        try:
+            visible_rle = segmentation_to_rle(det["visible_segmentation"], *size)
+        except SegmentationError as err:
+            log.drop("detection", "visible_segmentation", str(err), where)
+            continue
+        log.kept("detections")
+        image_ids.append(det["image_id"])
+        det_category_ids.append(det["category_id"])
+        scores.append(score)
+        amodal.append(amodal_rle)
+        visible.append(visible_rle)
+    if unknown_images:
+        log.counts[UNKNOWN_IMAGE_COUNT] += unknown_images
+        logger.warning("%s: %d detections name images that are not in the ground truth; they are ignored",
+                       log.source, unknown_images)
+    return Detections(
+        image_ids=np.asarray(image_ids, dtype=np.int64),
+        category_ids=np.asarray(det_category_ids, dtype=np.int64),
+        scores=np.asarray(scores, dtype=np.float64),
+        amodal=amodal,
+        visible=visible,
+    )
