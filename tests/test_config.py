@@ -17,8 +17,10 @@ def test_defaults_then_file_then_overrides(tmp_path):
 
 
 def test_int_widens_to_float_and_none_accepts_any():
-    cfg = load_config(overrides=["MODEL.SLN.AMODAL_THRESH", "1", "MODEL.SLN.DIST_SATURATION", "2.5"])
+    cfg = load_config(overrides=["MODEL.SLN.AMODAL_THRESH", "1", "MODEL.SLN.DIST_SATURATION", "2.5",
+                                 "SOLVER.BASE_LR", "1e-3"])
     assert isinstance(cfg.MODEL.SLN.AMODAL_THRESH, float)
+    assert cfg.SOLVER.BASE_LR == 0.001  # "1e-3" is a string to YAML 1.1
     assert cfg.MODEL.SLN.DIST_SATURATION == 2.5
 
 
@@ -42,6 +44,14 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path):
     path.write_text("INPUT:\n  MIN_SIZE_TRAINN: [1]\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: unknown config key 'INPUT\.MIN_SIZE_TRAINN'"):
         load_config(str(path))
+
+
+def test_nested_lists_become_nested_tuples_and_dump_round_trips(tmp_path):
+    cfg = load_config(overrides=["MODEL.ANCHOR_GENERATOR.SIZES", "[[16], [32]]"])
+    assert cfg.MODEL.ANCHOR_GENERATOR.SIZES == ((16,), (32,))
+    path = tmp_path / "dumped.yaml"
+    path.write_text(cfg.dump())
+    assert load_config(str(path)) == cfg
 
 
 def test_clone_is_independent():

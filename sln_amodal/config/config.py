@@ -114,13 +114,29 @@ def _coerce(current: Any, value: Any, key: str, source: str) -> Any:
             return value
     elif isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    elif isinstance(current, float) and isinstance(value, str) and _is_float_text(value):
+        return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
     elif isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
     elif isinstance(current, str) and isinstance(value, str):
         return value
     elif isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
-        return tuple(value)
+        return _as_tuples(value)
     raise ConfigError(
         f"{source}: config key {key!r} expects {type(current).__name__} "
         f"(default {current!r}), got {value!r}"
     )
+
+
+def _as_tuples(value):
+    """Lists (nested too, e.g. anchor sizes per level) -> tuples, as the defaults write them."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+

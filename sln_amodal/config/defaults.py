@@ -138,6 +138,7 @@ _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
 _C.MODEL.ROI_MASK_HEAD.CONV_DIMS = (256, 256, 256, 256)  # the 3x3 convolutions
 _C.MODEL.ROI_MASK_HEAD.DECONV_DIM = 256
 _C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False  # one mask per RoI instead of one per class
+_C.MODEL.ROI_MASK_HEAD.MASK_THRESH = 0.5  # mask probability at which a pasted mask is binarised
 
 # Semantics Layering Network (SPEC sections 2 and 3).
 _C.MODEL.SLN = CfgNode()
@@ -149,6 +150,67 @@ _C.MODEL.SLN.DIST_SATURATION = None
 # Decoding: amodal where S >= AMODAL_THRESH, visible where S >= K - VISIBLE_MARGIN.
 _C.MODEL.SLN.AMODAL_THRESH = 0.5
 _C.MODEL.SLN.VISIBLE_MARGIN = 0.5
+# Global layering module: the FPN level it reads and its 3x3 convolutions.
+_C.MODEL.SLN.GLOBAL_FEATURE = "p2"
+_C.MODEL.SLN.GLOBAL_CONV_DIMS = (128, 128)
+# Instance layering trunk on the RoI features (+ the RoI crop of the global layering output);
+# its 2x deconvolution turns the mask pooler's 14 x 14 into the ROI_RESOLUTION grid.
+_C.MODEL.SLN.INSTANCE_CONV_DIMS = (256, 256, 256, 256)
+_C.MODEL.SLN.DECONV_DIM = 256
+# Sem-dist trunk on the instance features + the softmax of the instance layering logits.
+_C.MODEL.SLN.SEM_DIST_CONV_DIMS = (128, 128)
+_C.MODEL.SLN.CLS_AGNOSTIC = True  # one S map per RoI (layering is class-agnostic) or one per class
+_C.MODEL.SLN.SMOOTH_L1_BETA = 0.1  # of the sem-dist regression (S spans 0..K)
+# Loss weights of the global layering (CE), instance layering (CE) and sem-dist (smooth-L1) terms.
+_C.MODEL.SLN.GLOBAL_LOSS_WEIGHT = 1.0
+_C.MODEL.SLN.INSTANCE_LOSS_WEIGHT = 1.0
+_C.MODEL.SLN.SEM_DIST_LOSS_WEIGHT = 1.0
+
+# ------------------------------------------------------------------------------ visualisation
+# Overlay pictures of amodal_test.py and TensorBoard (sln_amodal/engine/visualize.py).
+_C.VIS = CfgNode()
+_C.VIS.SCORE_THRESH = 0.5  # detections scoring below this are left out of pictures
+_C.VIS.COLOUR_SEED = 0  # fixes the colour sequence of the objects
+_C.VIS.FILL_ALPHA = 0.5  # opacity of the colour filling an object's visible region
+_C.VIS.HATCH_SPACING = 6  # pixels between the diagonal lines hatching an object's hidden region
+_C.VIS.HATCH_WIDTH = 2  # thickness of a hatch line, pixels
+_C.VIS.OUTLINE_WIDTH = 2  # thickness of the amodal and hidden-region outlines, pixels
+
+# ------------------------------------------------------------------------------------- solver
+# Training (sln_amodal/engine/trainer.py): SGD with momentum, linear warm-up, step decay; the numbers
+# are the Mask R-CNN recipe (torchvision's references / detectron2's 1x schedule).
+_C.SOLVER = CfgNode()
+# Learning rate for a total batch of REFERENCE_BATCH_SIZE images; the rate used scales linearly with
+# the real total batch (DATALOADER.IMS_PER_BATCH per process x processes), the rule of Goyal et al.
+# (2017) that torchvision's references follow. REFERENCE_BATCH_SIZE 0 uses BASE_LR as it is.
+_C.SOLVER.BASE_LR = 0.02
+_C.SOLVER.REFERENCE_BATCH_SIZE = 16  # the recipe's 8 GPUs x 2 images
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+_C.SOLVER.MAX_ITER = 90000
+# The learning rate is multiplied by GAMMA at each of these iterations.
+_C.SOLVER.STEPS = (60000, 80000)
+_C.SOLVER.GAMMA = 0.1
+# The learning rate ramps linearly from WARMUP_FACTOR x its value to its value over WARMUP_ITERS.
+_C.SOLVER.WARMUP_ITERS = 1000
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
+# Gradients are rescaled so their global L2 norm is at most this; 0 turns clipping off.
+_C.SOLVER.CLIP_GRAD_NORM = 0.0
+# Mixed precision (CUDA only): autocast to AMP_DTYPE; float16 adds a GradScaler, bfloat16 needs none.
+_C.SOLVER.AMP = False
+_C.SOLVER.AMP_DTYPE = "float16"
+# Seeds the weight initialisation and the model's own sampling (RPN / RoI sampling); process r of a
+# multi-GPU run uses SEED + r. The data order and augmentation follow DATALOADER.SEED.
+_C.SOLVER.SEED = 0
+_C.SOLVER.CHECKPOINT_PERIOD = 5000  # iterations between checkpoints (one more is written at the end)
+_C.SOLVER.LOG_PERIOD = 20  # iterations averaged into each TensorBoard scalar point
+# Every VIS_PERIOD iterations TensorBoard gets the current input with its ground truth and the
+# model's prediction on the first training image, drawn as the VIS section says (with the SLN, also
+# the sem-dist maps of up to VIS_ROIS detections beside their targets, for detections matching a
+# ground truth at box IoU >= VIS_MATCH_IOU); 0 turns pictures off.
+_C.SOLVER.VIS_PERIOD = 1000
+_C.SOLVER.VIS_ROIS = 4
+_C.SOLVER.VIS_MATCH_IOU = 0.5
 
 # --------------------------------------------------------------------------------- evaluation
 # The amodalAPI / COCO evaluation protocol (SPEC section 6, sln_amodal/evaluation).

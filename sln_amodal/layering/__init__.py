@@ -1,6 +1,11 @@
 """The maths core of the Semantics Layering Network: depth order, layering targets, decoding."""
 from .decoding import decode_detections, decode_sem_dist, paste_sem_dist, pairwise_order_from_layers
-from .depth_order import depth_ranks_from_order, pairwise_overlap_sums, resolve_depth_order
+from .depth_order import (
+    depth_ranks_from_order,
+    order_from_visible_overlap,
+    pairwise_overlap_sums,
+    resolve_depth_order,
+)
 from .targets import (
     NO_LAYER,
     as_float,
@@ -26,6 +31,7 @@ __all__ = [
     "instance_layering_maps",
     "occlusion_layers",
     "occlusion_rate",
+    "order_from_visible_overlap",
     "pairwise_order_from_layers",
     "pairwise_overlap_sums",
     "paste_sem_dist",

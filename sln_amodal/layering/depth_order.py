@@ -67,10 +67,15 @@ def resolve_depth_order(
     needs_masks = off_diagonal & ~ranked & ~constrained
     in_front = rank_front | constraint_front
     if needs_masks.any():
-        # visible_in_overlap[a, b] = |A_a ∩ A_b ∩ V_a|.
-        visible_in_overlap = pairwise_overlap_sums((visible & amodal).flatten(1), amodal.flatten(1))
-        in_front |= needs_masks & (visible_in_overlap > visible_in_overlap.T)
+        in_front |= needs_masks & order_from_visible_overlap(amodal, visible)
     return in_front
+
+
+def order_from_visible_overlap(amodal: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """``in_front`` (N, N) bool from (N, H, W) bool masks: with O = A_a ∩ A_b, a is in front of b
+    iff |O ∩ V_a| > |O ∩ V_b| (equal counts, including no overlap, leave the pair unordered)."""
+    visible_in_overlap = pairwise_overlap_sums((visible & amodal).flatten(1), amodal.flatten(1))  # [a, b]
+    return visible_in_overlap > visible_in_overlap.T
 
 
 def depth_ranks_from_order(in_front: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,164 @@
+"""The Semantics Layering Network's mask branch (SPEC sections 2-4), layer by layer:
+
+1. global layering: G predicted on an FPN level for the whole image (``global_layering.py``);
+2. instance layering: per RoI, the pooled features plus the RoI crop of the soft global layering
+   output -> convolutions -> 2x deconvolution -> L, the instance layering map (K + 1 classes);
+3. sem-dist: those features plus the softmax of L -> convolutions -> S, regressed on the M x M grid.
+
+Training targets come from the GT masks of each positive RoI's matched object (SPEC section 2,
+``sln_amodal.layering``). At test time S is decoded into amodal and visible masks, occlusion rates
+and depth ranks (SPEC section 3) by ``finalize`` once the boxes are in original-image pixels.
+It follows the mask-branch interface of ``roi_heads.py``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from ..layering import decode_detections, resolve_depth_order, roi_layering_targets
+from .global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
+from .layers import conv_stack, init_predictor, init_trunk
+from .mask_head import UPSAMPLE_FACTOR, select_class_maps
+from .poolers import MultiScaleRoIAlign, boxes_to_rois
+from .roi_heads import RoIBatch
+
+
+class SLNHead(nn.Module):
+    """Args:
+        pooler: RoIAlign of the FPN features for the branch (14 x 14 by default).
+        global_layering: predicts G; its level's stride places its output for RoIAlign.
+        global_stride: stride of the level the global layering module reads.
+        in_channels: channels of the pooled FPN features.
+        instance_conv_dims, deconv_dim: the instance layering trunk.
+        sem_dist_conv_dims: the sem-dist trunk.
+        num_classes: foreground classes; S has one map per class (+ background) unless class-agnostic.
+        class_agnostic: one S map per RoI.
+        num_layers: K.
+        dist_saturation: tau of the sem-dist ramp, in RoI grid pixels.
+        smooth_l1_beta: of the sem-dist regression loss.
+        loss_weights: (global layering, instance layering, sem-dist).
+        amodal_thresh, visible_margin: decoding thresholds (amodal where S >= amodal_thresh,
+            visible where S >= K - visible_margin).
+        pooler_aligned: half-pixel offset of RoIAlign, as for the FPN pooler.
+    """
+
+    def __init__(
+        self,
+        pooler: MultiScaleRoIAlign,
+        global_layering: GlobalLayeringModule,
+        global_stride: int,
+        in_channels: int,
+        instance_conv_dims: Sequence[int],
+        deconv_dim: int,
+        sem_dist_conv_dims: Sequence[int],
+        num_classes: int,
+        class_agnostic: bool,
+        num_layers: int,
+        dist_saturation: float,
+        smooth_l1_beta: float,
+        loss_weights: tuple[float, float, float],
+        amodal_thresh: float,
+        visible_margin: float,
+        pooler_aligned: bool,
+    ):
+        super().__init__()
+        self.pooler = pooler
+        self.global_layering = global_layering
+        self.global_stride = global_stride
+        self.num_layers = num_layers
+        self.resolution = pooler.output_size[0] * UPSAMPLE_FACTOR
+        self.dist_saturation = dist_saturation
+        self.smooth_l1_beta = smooth_l1_beta
+        self.loss_weights = loss_weights
+        self.amodal_thresh = amodal_thresh
+        self.visible_margin = visible_margin
+        self.pooler_aligned = pooler_aligned
+
+        layer_classes = num_layers + 1
+        self.instance_trunk, channels = conv_stack(in_channels + layer_classes, instance_conv_dims)
+        self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
+        self.instance_classifier = nn.Conv2d(deconv_dim, layer_classes, 1)
+        self.sem_dist_trunk, channels = conv_stack(deconv_dim + layer_classes, sem_dist_conv_dims)
+        self.sem_dist_predictor = nn.Conv2d(channels, 1 if class_agnostic else num_classes + 1, 1)
+        init_trunk(self.instance_trunk, self.deconv, self.sem_dist_trunk)
+        init_predictor(self.instance_classifier, self.sem_dist_predictor)
+
+    def predict(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Global logits (B, K+1, h, w), instance layering logits (R, K+1, M, M), S (R, C', M, M)."""
+        global_logits = self.global_layering(features)
+        pooled = self.pooler(features, boxes)  # (R, C, P, P)
+        layering_crops = roi_align(
+            global_logits.softmax(dim=1), boxes_to_rois(boxes).to(global_logits.dtype), pooled.shape[-2:],
+            spatial_scale=1.0 / self.global_stride, sampling_ratio=self.pooler.sampling_ratio,
+            aligned=self.pooler_aligned,
+        )  # (R, K+1, P, P)
+        x = self.instance_trunk(torch.cat([pooled, layering_crops.to(pooled.dtype)], dim=1))
+        x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
+        instance_logits = self.instance_classifier(x)
+        sem_dist = self.sem_dist_predictor(self.sem_dist_trunk(torch.cat([x, instance_logits.softmax(dim=1)], dim=1)))
+        return global_logits, instance_logits, sem_dist
+
+    def forward(
+        self,
+        features: dict[str, Tensor],
+        rois: RoIBatch,
+        image_sizes: list[tuple[int, int]],
+        targets: list[dict] | None = None,
+    ):
+        global_logits, instance_logits, sem_dist = self.predict(features, rois.boxes)
+        sem_dist = select_class_maps(sem_dist, torch.cat(rois.labels))  # (R, M, M)
+        if self.training:
+            return self.losses(global_logits, instance_logits, sem_dist, rois, targets)
+        return [{"sem_dist": s} for s in sem_dist.split([len(b) for b in rois.boxes])]
+
+    def losses(
+        self, global_logits: Tensor, instance_logits: Tensor, sem_dist: Tensor, rois: RoIBatch, targets: list[dict]
+    ) -> dict[str, Tensor]:
+        batch_hw = (global_logits.shape[-2] * self.global_stride, global_logits.shape[-1] * self.global_stride)
+        global_targets = global_layering_targets(
+            [t["amodal_masks"] for t in targets], batch_hw, self.global_stride, self.num_layers
+        )
+        layer_targets, sem_dist_targets = self.roi_targets(rois, targets)
+        weight_global, weight_instance, weight_sem_dist = self.loss_weights
+        losses = {"loss_global_layering": weight_global * global_layering_loss(global_logits, global_targets)}
+        if len(layer_targets) == 0:
+            # No positive RoI: zeros that still depend on the parameters keep DDP's graph complete.
+            zero = instance_logits.sum() * 0 + sem_dist.sum() * 0
+            return {**losses, "loss_instance_layering": zero, "loss_sem_dist": zero}
+        losses["loss_instance_layering"] = weight_instance * F.cross_entropy(instance_logits, layer_targets)
+        losses["loss_sem_dist"] = weight_sem_dist * F.smooth_l1_loss(
+            sem_dist, sem_dist_targets, beta=self.smooth_l1_beta
+        )
+        return losses
+
+    def roi_targets(self, rois: RoIBatch, targets: list[dict]) -> tuple[Tensor, Tensor]:
+        """L (R, M, M) int64 and S (R, M, M) float for the positive RoIs of all images, in order."""
+        layer_maps, sem_dists = [], []
+        for boxes, matched, target in zip(rois.boxes, rois.matched_gt, targets):
+            amodal, visible = target["amodal_masks"].bool(), target["visible_masks"].bool()
+            in_front = resolve_depth_order(amodal, visible, target["depth_rank"], target["depth_constraints"])
+            layer_map, sem_dist = roi_layering_targets(
+                amodal, visible, in_front, boxes.detach(), matched, self.resolution, self.num_layers,
+                self.dist_saturation,
+            )
+            layer_maps.append(layer_map)
+            sem_dists.append(sem_dist)
+        return torch.cat(layer_maps), torch.cat(sem_dists)
+
+    def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Decode one image's S maps (boxes in original-image pixels) into the shared output fields."""
+        decoded = decode_detections(
+            detection["sem_dist"].float(), detection["boxes"], detection["scores"], *image_size, self.num_layers,
+            amodal_thresh=self.amodal_thresh, visible_margin=self.visible_margin,
+        )
+        return {
+            **detection,
+            "amodal_masks": decoded["amodal"],
+            "visible_masks": decoded["visible"],
+            "occlude_rate": decoded["occlude_rate"],
+            "depth_rank": decoded["depth_rank"],
+        }

@@ -1,0 +1,285 @@
+"""Mask R-CNN building blocks against torchvision's, and the model's options on a small ResNet-18."""
+import math
+
+import pytest
+import torch
+from torchvision.models.detection import _utils as tv_utils
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchorGenerator
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import paste_masks_in_image as torchvision_paste_masks
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import MultiScaleRoIAlign as TorchvisionMultiScaleRoIAlign
+from torchvision.ops import box_iou
+from torchvision.ops.poolers import LevelMapper
+
+from maskrcnn_testing import scenes, small_config
+from sln_amodal.modeling import RoIBatch, build_model, register_mask_branch
+from sln_amodal.modeling.anchors import AnchorGenerator
+from sln_amodal.modeling.box_coder import BoxCoder
+from sln_amodal.modeling.build import build_image_transform, build_mask_rcnn_head
+from sln_amodal.modeling.image_transform import paste_masks_in_image
+from sln_amodal.modeling.matcher import Matcher
+from sln_amodal.modeling.norm import FrozenBatchNorm2d
+from sln_amodal.modeling.poolers import MultiScaleRoIAlign, assign_boxes_to_levels
+
+ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
+RATIOS = ((0.5, 1.0, 2.0),)
+
+
+def random_boxes(g, count, width, height, min_size=1.0):
+    corner = torch.rand(count, 2, generator=g) * torch.tensor([width, height])
+    size = torch.rand(count, 2, generator=g) * torch.tensor([width, height]) / 2 + min_size
+    return torch.cat([corner, corner + size], dim=1)
+
+
+def resnet18_config(**model_keys):
+    """ResNet-18 with narrow FPN and heads: every option, a fraction of the compute."""
+    cfg = small_config()
+    cfg.MODEL.BACKBONE.DEPTH = 18
+    cfg.MODEL.FPN.OUT_CHANNELS = 64
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 256
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIMS = (64, 64, 64, 64)
+    cfg.MODEL.ROI_MASK_HEAD.DECONV_DIM = 64
+    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 300
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
+    for key, value in model_keys.items():
+        section, name = key.split("__")
+        cfg.MODEL[section][name] = value
+    return cfg
+
+
+def train_step(model, images, targets):
+    model.train()
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    return losses
+
+
+# --------------------------------------------------------------------------- building blocks
+@pytest.mark.parametrize("batch_size", [(256, 320), (800, 1088)])
+def test_anchors_match_torchvision(batch_size):
+    feature_sizes = [(math.ceil(batch_size[0] / s), math.ceil(batch_size[1] / s)) for s in (4, 8, 16, 32, 64)]
+    features = [torch.zeros(1, 1, h, w) for h, w in feature_sizes]
+    image_list = ImageList(torch.zeros(1, 3, *batch_size), [batch_size])
+    expected = TorchvisionAnchorGenerator(ANCHOR_SIZES, RATIOS * 5)(image_list, features)[0]
+    actual = AnchorGenerator(ANCHOR_SIZES, RATIOS)(batch_size, feature_sizes, torch.device("cpu"))
+    assert torch.equal(torch.cat(actual), expected)
+
+
+def test_level_mapping_and_pooling_match_torchvision():
+    g = torch.Generator().manual_seed(0)
+    exact = torch.tensor([[0.0, 0.0, 224.0, 224.0], [10.0, 10.0, 122.0, 122.0], [0.0, 0.0, 600.0, 500.0]])
+    boxes = torch.cat([random_boxes(g, 200, 600, 500), exact])
+    expected_levels = LevelMapper(2, 5)([boxes])
+    assert torch.equal(assign_boxes_to_levels(boxes, 2, 5, 224, 4), expected_levels)
+    assert set(expected_levels.tolist()) == {0, 1, 2, 3}
+
+    features = {f"p{level}": torch.randn(2, 8, 640 // 2**level, 704 // 2**level, generator=g) for level in (2, 3, 4, 5)}
+    per_image = [boxes[:120], boxes[120:]]
+    ours = MultiScaleRoIAlign(list(features), [4, 8, 16, 32], 7, 2, 224, 4, aligned=False)
+    reference = TorchvisionMultiScaleRoIAlign(list(features), 7, 2)
+    torch.testing.assert_close(ours(features, per_image), reference(features, per_image, [(600, 700), (640, 704)]))
+
+
+def test_matcher_matches_torchvision_including_low_quality_matches():
+    g = torch.Generator().manual_seed(1)
+    quality = torch.rand(5, 300, generator=g) * 0.8
+    quality[2] = 0.0  # a GT that overlaps nothing keeps its (tied) best predictions
+    quality[3, 17] = 0.95
+    for high, low, low_quality in [(0.7, 0.3, True), (0.5, 0.5, False)]:
+        expected = tv_utils.Matcher(high, low, low_quality)(quality.clone())
+        assert torch.equal(Matcher(high, low, low_quality)(quality.clone()), expected)
+
+
+def test_box_coder_matches_torchvision_and_inverts():
+    g = torch.Generator().manual_seed(2)
+    references = random_boxes(g, 50, 300, 200)
+    targets = random_boxes(g, 50, 300, 200)
+    weights = (10.0, 10.0, 5.0, 5.0)
+    reference_coder = tv_utils.BoxCoder(weights)
+    ours = BoxCoder(weights)
+    deltas = ours.encode(targets, references)
+    torch.testing.assert_close(deltas, reference_coder.encode_single(targets, references))
+    torch.testing.assert_close(ours.decode(deltas, references)[:, 0], targets, atol=1e-3, rtol=0)
+    many = torch.randn(50, 12, generator=g)
+    expected = reference_coder.decode_single(many, references)
+    torch.testing.assert_close(ours.decode(many, references).reshape(50, 12), expected)
+
+
+def test_paste_masks_matches_torchvision():
+    g = torch.Generator().manual_seed(3)
+    height, width = 90, 120
+    boxes = torch.cat(
+        [
+            random_boxes(g, 20, width, height),
+            # Partly outside the image, tiny, and the whole image.
+            torch.tensor([[-15.5, -7.2, 40.3, 30.9], [100.2, 70.7, 160.0, 120.0], [50.0, 50.0, 50.4, 50.3]]),
+            torch.tensor([[0.0, 0.0, 120.0, 90.0]]),
+        ]
+    )
+    masks = torch.rand(len(boxes), 1, 28, 28, generator=g)
+    expected = torchvision_paste_masks(masks, boxes, (height, width))
+    actual = paste_masks_in_image(masks, boxes, (height, width))
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+    multi_channel = paste_masks_in_image(masks.repeat(1, 3, 1, 1), boxes, (height, width))
+    assert torch.equal(multi_channel[:, 2:], actual)
+    assert paste_masks_in_image(masks[:0], boxes[:0], (height, width)).shape == (0, 1, height, width)
+
+
+def test_image_transform_matches_torchvision_in_eval_and_only_pads_in_training():
+    cfg = small_config()
+    images, _ = scenes()
+    ours = build_image_transform(cfg).eval()
+    reference = GeneralizedRCNNTransform(256, 320, list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)).eval()
+    expected = reference(images)[0]
+    batch, sizes = ours(images)
+    assert torch.equal(batch, expected.tensors)
+    assert sizes == expected.image_sizes
+
+    batch, sizes = ours.train()(images)
+    assert sizes == [tuple(image.shape[-2:]) for image in images]
+    assert batch.shape[-2] % 32 == 0 and batch.shape[-1] % 32 == 0
+    assert torch.all(batch[1, :, 300:, :] == 0) and torch.all(batch[0, :, :, 320:] == 0)
+
+
+# ----------------------------------------------------------------------------- whole models
+def test_resnet18_fpn_trains_one_step():
+    torch.manual_seed(0)
+    model = build_model(resnet18_config())
+    assert model.backbone.bottom_up.out_channels == {"res2": 64, "res3": 128, "res4": 256, "res5": 512}
+    images, targets = scenes()
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    losses = train_step(model, images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(math.isfinite(v.item()) and v.item() > 0 for v in losses.values())
+    params = dict(model.named_parameters())
+    assert all(params[n].grad is not None for n in trainable)
+    torch.optim.SGD([params[n] for n in trainable], lr=0.01).step()
+    classifier = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.equal(params[classifier], trainable[classifier])
+    assert not params["backbone.bottom_up.stem.conv.weight"].requires_grad  # TRAINABLE_LAYERS = 3
+
+
+def test_class_agnostic_heads_train_and_predict():
+    torch.manual_seed(1)
+    cfg = resnet18_config(ROI_BOX_HEAD__CLS_AGNOSTIC_BBOX_REG=True, ROI_MASK_HEAD__CLS_AGNOSTIC_MASK=True)
+    model = build_model(cfg)
+    assert model.roi_heads.box_predictor.bbox_pred.out_features == 4
+    assert model.roi_heads.mask_branch.predictor.out_channels == 1
+    images, targets = scenes()
+    assert all(math.isfinite(v.item()) for v in train_step(model, images, targets).values())
+    model.eval()
+    with torch.no_grad():
+        detections = model(images)
+    for image, detection in zip(images, detections):
+        count = len(detection["boxes"])
+        assert 0 < count <= cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE
+        assert detection["masks"].shape == (count, 1, *image.shape[-2:])
+        assert detection["labels"].min() >= 1 and detection["labels"].max() <= cfg.MODEL.NUM_CLASSES
+
+
+@pytest.mark.parametrize("norm", ["BN", "GN"])
+def test_trainable_norms_and_frozen_stages(norm):
+    cfg = resnet18_config(BACKBONE__NORM=norm, BACKBONE__TRAINABLE_LAYERS=2)
+    model = build_model(cfg)
+    resnet = model.backbone.bottom_up
+    frozen_norm = FrozenBatchNorm2d if norm == "BN" else torch.nn.GroupNorm
+    trained_norm = torch.nn.BatchNorm2d if norm == "BN" else torch.nn.GroupNorm
+    assert isinstance(resnet.res3[0].norm1, frozen_norm) and isinstance(resnet.res4[0].norm1, trained_norm)
+    assert not any(p.requires_grad for p in resnet.res3.parameters())
+    assert all(p.requires_grad for p in resnet.res4.parameters())
+    images, targets = scenes()
+    assert all(math.isfinite(v.item()) for v in train_step(model, images, targets).values())
+
+
+def test_mask_target_key_selects_the_visible_masks():
+    images, targets = scenes()
+    losses = {}
+    for key in ("amodal_masks", "visible_masks"):
+        torch.manual_seed(2)
+        model = build_model(resnet18_config(ROI_MASK_HEAD__TARGET_KEY=key)).train()
+        torch.manual_seed(3)
+        losses[key] = model(images, targets)
+    assert losses["amodal_masks"]["loss_classifier"] == losses["visible_masks"]["loss_classifier"]
+    assert losses["amodal_masks"]["loss_mask"] != losses["visible_masks"]["loss_mask"]
+
+
+def test_image_without_objects_trains():
+    torch.manual_seed(4)
+    model = build_model(resnet18_config())
+    images, targets = scenes()
+    targets[1] = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "amodal_masks": torch.zeros(0, *images[1].shape[-2:], dtype=torch.uint8),
+    }
+    assert all(math.isfinite(v.item()) for v in train_step(model, images, targets).values())
+
+
+def test_bad_targets_name_the_image_and_field():
+    model = build_model(resnet18_config()).train()
+    images, targets = scenes()
+    targets[1]["boxes"][0] = torch.tensor([50.0, 50.0, 40.0, 80.0])
+    targets[1]["file_name"] = "bad.jpg"
+    with pytest.raises(ValueError, match=r"targets\[1\] \(image bad.jpg\): 'boxes'"):
+        model(images, targets)
+    with pytest.raises(ValueError, match="one target dict per image"):
+        model(images)
+    with pytest.raises(ValueError, match=r"images\[0\]"):
+        model.eval()([torch.zeros(3, 50, 50, dtype=torch.uint8)])
+
+
+class LayeredMaskBranch(torch.nn.Module):
+    """A plug-in mask branch: the standard head plus a 3-channel RoI map, as a layering head would."""
+
+    def __init__(self, cfg, backbone):
+        super().__init__()
+        self.standard = build_mask_rcnn_head(cfg, backbone)
+        self.layers = torch.nn.Conv2d(cfg.MODEL.NUM_CLASSES + 1, 3, 1)
+        self.seen: list[RoIBatch] = []
+
+    def forward(self, features, rois, image_sizes, targets=None):
+        self.seen.append(rois)
+        logits = self.standard.mask_logits(features, rois.boxes)
+        if self.training:
+            return {"loss_layers": self.layers(logits).square().mean()}
+        maps = self.layers(logits).split([len(b) for b in rois.boxes])
+        return [{"layer_maps": m, "layer_count": m.new_full((len(m),), 3.0)} for m in maps]
+
+    def finalize(self, detection, image_size):
+        amodal = detection["layer_maps"][:, 0] > 0
+        return {
+            **detection,
+            "amodal_masks": amodal,
+            "visible_masks": amodal & (detection["layer_maps"][:, 1] > 0),
+            "occlude_rate": torch.zeros(len(amodal)),
+            "depth_rank": torch.arange(1, len(amodal) + 1),
+        }
+
+
+register_mask_branch("TestLayeredMaskBranch")(LayeredMaskBranch)
+
+
+def test_pluggable_mask_branch_gets_positives_and_its_maps_are_pasted():
+    torch.manual_seed(5)
+    cfg = resnet18_config(ROI_MASK_HEAD__NAME="TestLayeredMaskBranch")
+    model = build_model(cfg)
+    images, targets = scenes()
+    losses = train_step(model, images, targets)
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_layers", "loss_objectness", "loss_rpn_box_reg"}
+    rois = model.roi_heads.mask_branch.seen[-1]
+    for boxes, labels, matched, target in zip(rois.boxes, rois.labels, rois.matched_gt, targets):
+        assert len(boxes) > 0 and torch.equal(labels, target["labels"][matched])
+        # Every positive overlaps its matched GT box at the foreground IoU threshold.
+        iou = torch.diag(box_iou(boxes, target["boxes"][matched]))
+        assert iou.min() >= cfg.MODEL.ROI_HEADS.FG_IOU_THRESHOLD
+
+    model.eval()
+    with torch.no_grad():
+        detections = model(images)
+    for image, detection in zip(images, detections):
+        count = len(detection["boxes"])
+        assert detection["layer_maps"].shape == (count, 3, *image.shape[-2:])
+        assert torch.equal(detection["layer_count"], torch.full((count,), 3.0))
+        assert detection["amodal_masks"].shape == (count, *image.shape[-2:])  # finalize ran
+    assert model.roi_heads.mask_branch.seen[-1].matched_gt is None

@@ -1,0 +1,149 @@
+"""The SLN mask branch: targets it trains on, losses, gradients and the decoded outputs."""
+import numpy as np
+import pytest
+import torch
+
+from sln_amodal.config import get_default_config
+from sln_amodal.data.synthetic import SceneParams, generate_scene, scene_rng
+from sln_amodal.layering import global_layering_map
+from sln_amodal.modeling import build_model
+from sln_amodal.modeling.global_layering import global_layering_targets
+
+SHARED_OUTPUT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "occlude_rate", "depth_rank")
+
+
+def tiny_sln_config():
+    cfg = get_default_config()
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "SLNHead"
+    cfg.MODEL.NUM_CLASSES = 6
+    cfg.MODEL.BACKBONE.DEPTH = 18
+    cfg.MODEL.BACKBONE.NORM = "GN"
+    cfg.MODEL.BACKBONE.TRAINABLE_LAYERS = 5
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE = 5
+    cfg.MODEL.SLN.GLOBAL_CONV_DIMS = (16,)
+    cfg.MODEL.SLN.INSTANCE_CONV_DIMS = (32,)
+    cfg.MODEL.SLN.DECONV_DIM = 32
+    cfg.MODEL.SLN.SEM_DIST_CONV_DIMS = (16,)
+    cfg.INPUT.MIN_SIZE_TEST = 96
+    cfg.INPUT.MAX_SIZE_TEST = 128
+    return cfg
+
+
+def synthetic_batch(count=2, height=96, width=128):
+    params = SceneParams(height=height, width=width, min_objects=3, max_objects=4, occlusion=0.8,
+                         min_object_size=0.15, max_object_size=0.35, min_visible_area=16)
+    images, targets = [], []
+    for index in range(count):
+        image, objects = generate_scene(scene_rng(7, "train", index), params)
+        amodal = torch.from_numpy(np.stack([o.amodal for o in objects])).to(torch.uint8)
+        boxes = []
+        for mask in amodal:
+            ys, xs = torch.where(mask.bool())
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
+        targets.append({
+            "boxes": torch.tensor(boxes, dtype=torch.float32),
+            "labels": torch.tensor([o.category_id for o in objects]),
+            "amodal_masks": amodal,
+            "visible_masks": torch.from_numpy(np.stack([o.visible for o in objects])).to(torch.uint8),
+            "depth_rank": torch.tensor([o.depth_rank for o in objects]),
+            "depth_constraints": torch.zeros((0, 2), dtype=torch.int64),
+        })
+    return images, targets
+
+
+def test_global_targets_are_g_padded_and_sampled_at_cell_centres():
+    first = torch.zeros((2, 6, 8), dtype=torch.uint8)
+    first[0, :4, :4] = 1
+    first[1, 2:6, 2:8] = 1
+    second = torch.ones((1, 4, 4), dtype=torch.uint8)
+    targets = global_layering_targets([first, second], (8, 8), stride=2, num_layers=3)
+    assert targets.shape == (2, 4, 4)
+    expected_first = global_layering_map(first.bool(), 3)[1::2, 1::2]  # rows 1, 3, 5 then padding
+    assert targets[0, :3].tolist() == expected_first.tolist()
+    assert targets[0, 3].tolist() == [0, 0, 0, 0]  # padded rows are background
+    assert targets[1].tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert targets[0, 1, 1] == 2  # (3, 3) is covered by both objects
+
+
+def test_training_step_gives_every_sln_loss_and_reaches_every_module():
+    torch.manual_seed(0)
+    model = build_model(tiny_sln_config())
+    model.train()
+    images, targets = synthetic_batch()
+    losses = model(images, targets)
+    for name in ("loss_global_layering", "loss_instance_layering", "loss_sem_dist", "loss_classifier",
+                 "loss_objectness"):
+        assert torch.isfinite(losses[name]), name
+    # Near-zero predictors: the layering losses start at the entropy of K + 1 uniform classes.
+    uniform = np.log(model.roi_heads.mask_branch.num_layers + 1)
+    assert losses["loss_global_layering"].item() == pytest.approx(uniform, abs=0.05)
+    assert losses["loss_instance_layering"].item() == pytest.approx(uniform, abs=0.05)
+    sum(losses.values()).backward()
+    branch = model.roi_heads.mask_branch
+    for module in (branch.global_layering, branch.instance_trunk, branch.sem_dist_predictor, model.backbone):
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        assert grads and all(g is not None for g in grads)
+        assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_images_without_objects_train_with_zero_mask_losses():
+    torch.manual_seed(0)
+    model = build_model(tiny_sln_config())
+    model.train()
+    images, targets = synthetic_batch(count=1)
+    empty = {key: value[:0] for key, value in targets[0].items()}
+    losses = model(images, [empty])
+    assert losses["loss_sem_dist"].item() == 0 and losses["loss_instance_layering"].item() == 0
+    assert torch.isfinite(losses["loss_global_layering"])
+    sum(losses.values()).backward()
+
+
+def test_eval_outputs_share_the_head_independent_fields_in_original_pixels():
+    torch.manual_seed(0)
+    model = build_model(tiny_sln_config())
+    model.eval()
+    images, _ = synthetic_batch(count=2)
+    images[1] = images[1][:, :80, :100]
+    with torch.no_grad():
+        outputs = model(images)
+    for image, output in zip(images, outputs):
+        assert set(SHARED_OUTPUT_FIELDS) <= set(output)
+        detections = len(output["boxes"])
+        assert detections == 5
+        assert output["amodal_masks"].shape == (detections, *image.shape[-2:])
+        assert output["amodal_masks"].dtype == torch.bool
+        assert not (output["visible_masks"] & ~output["amodal_masks"]).any()
+        assert sorted(output["depth_rank"].tolist()) == list(range(1, detections + 1))
+        assert output["sem_dist"].shape == (detections, 28, 28)
+        assert ((output["occlude_rate"] >= 0) & (output["occlude_rate"] <= 1)).all()
+
+
+def test_mask_rcnn_head_gives_the_same_fields():
+    torch.manual_seed(0)
+    cfg = tiny_sln_config()
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNHead"
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIMS = (16,)
+    cfg.MODEL.ROI_MASK_HEAD.DECONV_DIM = 16
+    model = build_model(cfg)
+    model.eval()
+    images, _ = synthetic_batch(count=1)
+    with torch.no_grad():
+        output = model(images)[0]
+    assert set(SHARED_OUTPUT_FIELDS) <= set(output)
+    assert torch.equal(output["amodal_masks"], output["masks"][:, 0] >= 0.5)
+    assert torch.equal(output["visible_masks"], output["amodal_masks"])
+    # One mask per object leaves every pair unordered, so the ranks follow the scores.
+    assert output["depth_rank"].tolist() == list(range(1, len(output["scores"]) + 1))
+
+
+def test_roi_resolution_must_match_the_pooler():
+    cfg = tiny_sln_config()
+    cfg.MODEL.SLN.ROI_RESOLUTION = 32
+    with pytest.raises(ValueError, match="ROI_RESOLUTION"):
+        build_model(cfg)
