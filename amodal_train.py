@@ -1,7 +1,12 @@
 """SLN-Amodal command line: ``python amodal_train.py <command> [options] [KEY VALUE ...]``.
 
 Commands:
-  evaluate  score a results JSON (SPEC section 7) against a dataset split; prints the metric
+  train     train a model on a dataset split (SPEC section 7): progress bar, TensorBoard events,
+            atomic checkpoints and exact resume in LOGS; multi-GPU with
+            ``torchrun --nproc_per_node N -- amodal_train.py train ...`` (the ``--`` stops torchrun
+            from reading ``--logs`` as an abbreviation of its own ``--logs-specs``).
+  evaluate  score a trained model (--model: runs it on the split and writes OUT/results.json) or a
+            results JSON (--results, SPEC section 7) against a dataset split; prints the metric
             tables and writes OUT/metrics.json and OUT/pr_curves.png.
 
 Trailing ``KEY VALUE`` pairs override config values (after --config), e.g. ``EVAL.USE_CATS false``.
@@ -9,17 +14,29 @@ Trailing ``KEY VALUE`` pairs override config values (after --config), e.g. ``EVA
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 
-from sln_amodal.config import ConfigError, load_config
+from torch import nn
+
+from sln_amodal.config import CfgNode, ConfigError, load_config
 from sln_amodal.data.catalog import DATA_TYPES, resolve_split
-from sln_amodal.data.records import AnnotationError, DropLog
+from sln_amodal.data.dataset import build_dataset
+from sln_amodal.data.loader import build_eval_loader
+from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog
+from sln_amodal.engine import distributed
+from sln_amodal.engine.checkpoint import CheckpointError, atomic_write_text, load_trained_model
+from sln_amodal.engine.inference import category_ids_of, run_inference
+from sln_amodal.engine.trainer import NonFiniteLossError, train
 from sln_amodal.evaluation import AmodalEvaluator, format_report, load_results, plot_pr_curves, write_metrics
 
+RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
 PR_CURVES_FILE = "pr_curves.png"
+CHECKPOINTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")  # pretrained weights
+LOGS_ROOT = "logs"  # --logs defaults to LOGS_ROOT/<config file stem>, or LOGS_ROOT/default without --config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    evaluate = commands.add_parser("evaluate", help="score detections against a dataset split")
+    train_parser = commands.add_parser("train", help="train a model on a dataset split")
+    train_parser.add_argument("--dataset", required=True, help="dataset folder")
+    train_parser.add_argument("--model", required=True,
+                              help="weights to start from: coco | imagenet | none | PATH (a state dict, or the weights "
+                                   "of a training checkpoint, to fine-tune) | last (resume the newest checkpoint in "
+                                   "--logs exactly)")
+    train_parser.add_argument("--config", help="YAML config file")
+    train_parser.add_argument("--logs", help=f"run folder for checkpoints, TensorBoard events and config.yaml "
+                                             f"(default {LOGS_ROOT}/<config file stem or 'default'>)")
+    train_parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
+                              help="dataset layout (default: config DATASETS.DATA_TYPE)")
+    train_parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
+    train_parser.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a model or its detections against a dataset split")
     evaluate.add_argument("--dataset", required=True, help="dataset folder")
-    evaluate.add_argument("--results", required=True,
-                          help="results JSON: COCO results with amodal `segmentation` and `visible_segmentation`")
-    evaluate.add_argument("--out", required=True, help=f"folder for {METRICS_FILE} and {PR_CURVES_FILE}")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help=f"training checkpoint to run on the split, its detections written to "
+                                        f"OUT/{RESULTS_FILE}; --config and KEY VALUE pairs apply on top of its config")
+    source.add_argument("--results",
+                        help="results JSON: COCO results with amodal `segmentation` and `visible_segmentation`")
+    evaluate.add_argument("--out", required=True,
+                          help=f"folder for {METRICS_FILE} and {PR_CURVES_FILE} (and {RESULTS_FILE} with --model)")
     evaluate.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
                           help="dataset layout (default: config DATASETS.DATA_TYPE)")
     evaluate.add_argument("--config", help="YAML config file")
@@ -40,19 +75,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
+def run_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, args.overrides)
     if args.data_type:
         cfg.DATASETS.DATA_TYPE = args.data_type
+    stem = os.path.splitext(os.path.basename(args.config))[0] if args.config else "default"
+    logs = args.logs or os.path.join(LOGS_ROOT, stem)
+    if distributed.rank_from_env() > 0:
+        logging.getLogger().setLevel(logging.WARNING)  # process 0 reports for everyone
+    try:
+        result = train(cfg, args.dataset, args.model, logs, CHECKPOINTS_DIR)
+    except NonFiniteLossError as err:
+        sys.exit(f"error: {err}")
+    if result.checkpoint:
+        print(f"trained {result.iteration} iterations; wrote {result.checkpoint}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    if args.model:
+        model, cfg, categories = load_trained_model(args.model, args.overrides, config_file=args.config)
+    else:
+        cfg = load_config(args.config, args.overrides)
+    if args.data_type:
+        cfg.DATASETS.DATA_TYPE = args.data_type
     data = cfg.DATASETS
-    annotations, _ = resolve_split(args.dataset, data.VAL_SPLIT, data.DATA_TYPE, data.STRICT, data.CACHE_DIR,
-                                   data.COCOA_ANNOTATOR)
-    log = DropLog(args.results, data.STRICT)
-    detections = load_results(args.results, annotations, log=log)
+    annotations, image_root = resolve_split(args.dataset, data.VAL_SPLIT, data.DATA_TYPE, data.STRICT,
+                                            data.CACHE_DIR, data.COCOA_ANNOTATOR)
+    results_path = args.results
+    if args.model:
+        results_path = write_model_results(model, cfg, categories, annotations, image_root, args.out)
+    score_results(cfg, annotations, results_path, args.out)
+
+
+def write_model_results(model: nn.Module, cfg: CfgNode, categories: list[dict], annotations: AnnotationSet,
+                        image_root: str, out: str) -> str:
+    """Run the model over the split's images and write its detections to OUT/results.json."""
+    model_ids, dataset_ids = category_ids_of(categories), category_ids_of(annotations.categories)
+    if model_ids != dataset_ids:
+        logging.warning("the model's category ids %s differ from the dataset's %s; detections of categories the "
+                        "dataset lacks are dropped when scoring", model_ids, dataset_ids)
+    dataset = build_dataset(cfg, annotations, image_root, train=False)
+    loader = build_eval_loader(dataset, cfg.DATALOADER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+    results = run_inference(model, loader, cfg.MODEL.DEVICE, model_ids)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, RESULTS_FILE)
+    atomic_write_text(json.dumps(results), path)
+    print(f"wrote {len(results)} detections on {len({r['image_id'] for r in results})} of "
+          f"{len(annotations.records)} images to {path}")
+    return path
+
+
+def score_results(cfg: CfgNode, annotations: AnnotationSet, results_path: str, out: str) -> None:
+    """Score a results file against the split; print the tables, write the metrics and PR curves."""
+    log = DropLog(results_path, cfg.DATASETS.STRICT)
+    detections = load_results(results_path, annotations, log=log)
     print(log.summary())
     result = AmodalEvaluator(annotations, detections, cfg.EVAL, progress=True).evaluate()
     print(format_report(result.metrics))
-    metrics_path, curves_path = os.path.join(args.out, METRICS_FILE), os.path.join(args.out, PR_CURVES_FILE)
+    metrics_path, curves_path = os.path.join(out, METRICS_FILE), os.path.join(out, PR_CURVES_FILE)
     write_metrics(result.metrics, metrics_path)
     plot_pr_curves(result, curves_path)
     print(f"wrote {metrics_path} and {curves_path}")
@@ -63,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (AnnotationError, ConfigError, FileNotFoundError) as err:
+    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -1,0 +1,128 @@
+"""Run a trained model on a folder of images:
+``python amodal_test.py --images DIR --model PATH --out DIR [--score-thresh T] [KEY VALUE ...]``.
+
+For every image NAME.ext in DIR (jpg, jpeg, png, bmp; greyscale and RGBA too) it writes
+  OUT/NAME.png   the overlay: per object its visible region filled, its hidden region hatched and
+                 outlined, its amodal outline, and a "#depth-rank class score" label; objects
+                 scoring below T (default VIS.SCORE_THRESH) are not drawn;
+  OUT/NAME.json  every detection as a results entry (SPEC section 7: image_id, category_id, score,
+                 bbox, segmentation = amodal RLE, visible_segmentation, depth_rank) plus file_name;
+  OUT/NAME_sem_dist.png  with --sem-dist (SLN models): the predicted sem-dist maps of the drawn
+                 objects, for debugging.
+Two images with the same NAME keep their extension in the output names (NAME.jpg.png ...). Other
+files are skipped with a note; an unreadable image is skipped with a warning and counted.
+Trailing KEY VALUE pairs override the checkpoint's saved config (after --config).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import os
+import sys
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from sln_amodal.config import ConfigError
+from sln_amodal.data.dataset import UnreadableImageError, read_image
+from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
+from sln_amodal.engine.inference import category_ids_of, predictions_to_results
+from sln_amodal.engine.visualize import draw_overlay, overlay_style, sem_dist_picture
+
+logger = logging.getLogger("amodal_test")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+SEM_DIST_SUFFIX = "_sem_dist"
+SEM_DIST_FIELD = "sem_dist"  # the SLN head's (D, M, M) predicted maps in its eval outputs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="amodal_test.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", required=True, help="folder of images (not searched recursively)")
+    parser.add_argument("--model", required=True, help="training checkpoint, e.g. logs/model_final.pth")
+    parser.add_argument("--out", required=True, help="folder for the overlays and JSON files")
+    parser.add_argument("--score-thresh", type=float, help="lowest score drawn (default: config VIS.SCORE_THRESH)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the checkpoint's MODEL.DEVICE)")
+    parser.add_argument("--sem-dist", action="store_true", help="also write the predicted sem-dist maps (SLN models)")
+    parser.add_argument("--config", help="YAML config applied on top of the checkpoint's config")
+    parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
+    return parser
+
+
+def split_image_files(folder: str) -> tuple[list[str], list[str]]:
+    """The folder's image file names and its other entries, both sorted."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such image folder")
+    images, others = [], []
+    for name in sorted(os.listdir(folder)):
+        is_image = os.path.isfile(os.path.join(folder, name)) and name.lower().endswith(IMAGE_EXTENSIONS)
+        (images if is_image else others).append(name)
+    return images, others
+
+
+def output_stems(file_names: list[str]) -> dict[str, str]:
+    """File name -> the name its outputs get: the name without extension, unless another image
+    shares it (a.jpg beside a.png), then the whole file name."""
+    stems = {name: os.path.splitext(name)[0] for name in file_names}
+    shared = collections.Counter(stems.values())
+    return {name: stem if shared[stem] == 1 else name for name, stem in stems.items()}
+
+
+def run(args: argparse.Namespace) -> None:
+    model, cfg, categories = load_trained_model(args.model, args.overrides, args.device, args.config)
+    if args.sem_dist and cfg.MODEL.ROI_MASK_HEAD.NAME != "SLNHead":
+        raise ConfigError(f"--sem-dist needs an SLN model (MODEL.ROI_MASK_HEAD.NAME SLNHead); {args.model} has "
+                          f"{cfg.MODEL.ROI_MASK_HEAD.NAME}")
+    score_thresh = cfg.VIS.SCORE_THRESH if args.score_thresh is None else args.score_thresh
+    images, others = split_image_files(args.images)
+    for name in others:
+        logger.info("skipping %s: not an image file (%s)", os.path.join(args.images, name), ", ".join(IMAGE_EXTENSIONS))
+    os.makedirs(args.out, exist_ok=True)
+    category_ids = category_ids_of(categories)
+    names_by_id = {int(c["id"]): c["name"] for c in categories}
+    class_names = [names_by_id[i] for i in category_ids]
+    style = overlay_style(cfg)
+    stems = output_stems(images)
+    done = unreadable = detections = drawn = 0
+    # Image ids number the folder's images (sorted by name) from 1, unreadable ones included.
+    for image_id, name in enumerate(tqdm(images, desc="images", unit="img"), start=1):
+        path = os.path.join(args.images, name)
+        try:
+            image = read_image(path)
+        except UnreadableImageError as err:
+            logger.warning("skipping unreadable image %s", err)
+            unreadable += 1
+            continue
+        with torch.no_grad():
+            output = model([torch.from_numpy(image).permute(2, 0, 1).to(cfg.MODEL.DEVICE)])[0]
+        entries = [{**entry, "file_name": name} for entry in predictions_to_results(output, image_id, category_ids)]
+        stem = os.path.join(args.out, stems[name])
+        with open(f"{stem}.json", "w", encoding="utf-8") as f:
+            json.dump(entries, f)
+        Image.fromarray(draw_overlay(image, output, score_thresh, class_names, style)).save(f"{stem}.png")
+        shown = output["scores"] >= score_thresh
+        if args.sem_dist:
+            picture = sem_dist_picture(output[SEM_DIST_FIELD][shown], None, cfg.MODEL.SLN.NUM_LAYERS)
+            Image.fromarray(picture).save(f"{stem}{SEM_DIST_SUFFIX}.png")
+        done += 1
+        detections += len(entries)
+        drawn += int(shown.sum())
+    print(f"{done} images done, {unreadable} unreadable and {len(others)} other files skipped, "
+          f"{detections} detections written ({drawn} drawn with score >= {score_thresh}) to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (CheckpointError, ConfigError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

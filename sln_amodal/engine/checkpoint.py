@@ -1,0 +1,175 @@
+"""Atomic checkpoints, the random-number state needed for an exact resume, and rebuilding a
+trained model from its checkpoint.
+
+A training checkpoint is a dict holding "model" (state dict), "config" (the full config as YAML),
+"categories" (the training dataset's COCO categories; label i is the i-th by id), "iteration",
+and for resuming "optimizer", "scheduler", "scaler", "rng" and "loader".
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import random
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import CfgNode, get_default_config
+from ..modeling.build import build_model
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT_FILE = "last_checkpoint"  # holds the file name of the newest checkpoint in a run folder
+# What rebuilding the trained model needs from a checkpoint.
+MODEL_CHECKPOINT_FIELDS = ("model", "config", "categories")
+# The saved numpy RNG state holds an array; unpickling one needs exactly these globals, which are
+# allowed so that a checkpoint loads without running any other pickled code.
+NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable model checkpoint of this project; the message names it."""
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a truncated file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(folder: str, name: str, state: dict) -> str:
+    """Save ``state`` as ``folder/name`` and point ``last_checkpoint`` at it."""
+    path = os.path.join(folder, name)
+    atomic_torch_save(state, path)
+    atomic_write_text(name, os.path.join(folder, LAST_CHECKPOINT_FILE))
+    return path
+
+
+def find_last_checkpoint(folder: str) -> Optional[str]:
+    marker = os.path.join(folder, LAST_CHECKPOINT_FILE)
+    if not os.path.isfile(marker):
+        return None
+    with open(marker, "r", encoding="utf-8") as f:
+        path = os.path.join(folder, f.read().strip())
+    return path if os.path.isfile(path) else None
+
+
+def seed_all_rng(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (every CUDA device's too)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def capture_rng_state() -> dict:
+    """The global generators' states as tensors and plain Python values (no numpy objects, so a
+    checkpoint holding them loads with ``torch.load(weights_only=True)``)."""
+    algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (algorithm, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    algorithm, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((algorithm, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint file onto the CPU.
+
+    Only tensors, plain Python values and numpy arrays are unpickled; a file holding other objects
+    (e.g. numpy state pickled by another numpy version) is unpickled fully after a warning.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        try:
+            with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            logger.warning("%s holds more than tensors and arrays; unpickling it fully (load only files you trust)",
+                           path)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    # torch.load fails on a file of another kind with whatever error its bytes happen to trigger.
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def load_trained_model(
+    path: str,
+    overrides: Optional[Sequence[str]] = None,
+    device: Optional[str] = None,
+    config_file: Optional[str] = None,
+) -> tuple[torch.nn.Module, CfgNode, list[dict]]:
+    """Rebuild the model a training checkpoint was saved from, with its weights, in eval mode.
+
+    The config is the checkpoint's, then ``config_file`` (YAML) and ``overrides`` (KEY VALUE) on
+    top, then ``device`` as MODEL.DEVICE; with no device given, a CUDA config falls back to the CPU
+    when CUDA is unavailable. Returns (model, config, the training dataset's categories).
+    """
+    checkpoint = read_checkpoint(path)
+    missing = [name for name in MODEL_CHECKPOINT_FIELDS if name not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not an SLN-Amodal training checkpoint: no {', '.join(repr(m) for m in missing)} entry "
+            f"(it has {', '.join(repr(k) for k in checkpoint) or 'nothing'}); a bare state dict is used with "
+            "MODEL.WEIGHTS / --model PATH for training instead")
+    cfg = get_default_config()
+    try:
+        cfg.merge_from_dict(yaml.safe_load(checkpoint["config"]) or {}, source=f"{path} (saved config)")
+    except (yaml.YAMLError, AttributeError, TypeError) as err:
+        raise CheckpointError(f"{path}: config: not a YAML config mapping ({err})") from err
+    if config_file:
+        cfg.merge_from_file(config_file)
+    if overrides:
+        cfg.merge_from_list(overrides)
+    if device:
+        cfg.MODEL.DEVICE = device
+    elif cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("%s was configured for %s, which is unavailable here; using the CPU", path, cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = "cpu"
+    categories = checkpoint["categories"]
+    if not isinstance(categories, list) or len(categories) != cfg.MODEL.NUM_CLASSES:
+        raise CheckpointError(f"{path}: categories: expected a list of MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES} "
+                              f"COCO categories, got {categories!r:.200}")
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{path}: model: the weights do not fit the model its config builds ({err})") from err
+    model.eval()
+    return model, cfg, categories

@@ -1,0 +1,337 @@
+"""The training loop (SPEC section 7; ``amodal_train.py train``).
+
+SGD with momentum and weight decay, linear warm-up then step decay, optional gradient clipping and
+CUDA autocast; DistributedDataParallel when started by torchrun (one process per GPU, or gloo on
+CPU). Process 0 alone writes the progress bar, TensorBoard events and checkpoints. A checkpoint
+holds everything an exact resume needs: weights, optimizer, schedule, gradient scaler, every
+process's random-number state and the position in the data stream, so ``--model last`` continues
+as if the run had never stopped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ..config import CfgNode, ConfigError
+from ..data.catalog import resolve_split
+from ..data.dataset import build_dataset
+from ..data.loader import build_train_loader
+from ..modeling.build import build_model
+from ..modeling.weights import load_pretrained
+from . import distributed
+from .checkpoint import (
+    LAST_CHECKPOINT_FILE,
+    CheckpointError,
+    atomic_write_text,
+    capture_rng_state,
+    find_last_checkpoint,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_all_rng,
+)
+from .events import TrainingEvents, matched_sem_dist_maps
+from .schedule import WarmupStepSchedule
+from .visualize import draw_overlay, overlay_style, sem_dist_picture
+
+logger = logging.getLogger(__name__)
+
+RESUME = "last"  # --model value that resumes the newest checkpoint of the run folder
+FINAL_CHECKPOINT = "model_final.pth"
+PERIODIC_CHECKPOINT = "model_{iteration:07d}.pth"
+CONFIG_FILE = "config.yaml"  # the resolved config of the run, in the run folder
+LOG_FILE = "log.txt"
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; training stopped before the update and wrote no checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    iteration: int  # iterations completed
+    checkpoint: Optional[str]  # the final checkpoint (process 0 only); None when there was nothing to train
+    model: nn.Module  # the trained model (not wrapped in DDP)
+
+
+def train(cfg: CfgNode, dataset: str, weights: str, logs_dir: str, checkpoints_dir: str = "checkpoints") -> TrainResult:
+    """Train on the ``cfg.DATASETS.TRAIN_SPLIT`` split of the dataset folder ``dataset``.
+
+    ``weights``: "last" resumes the newest checkpoint in ``logs_dir`` exactly (the schedule, data
+    order and random state as saved, MAX_ITER and the periods from ``cfg``); "coco", "imagenet",
+    "none" or a path are loaded by ``modeling.weights.load_pretrained`` (from a checkpoint of this
+    project, its weights only). ``checkpoints_dir`` holds the pretrained files. Under torchrun every
+    process calls this; ``cfg`` is not modified.
+    """
+    cfg = cfg.clone()
+    with distributed.process_group(cfg.MODEL.DEVICE) as device:
+        file_log = _log_to_file(os.path.join(logs_dir, LOG_FILE)) if distributed.is_main_process() else None
+        try:
+            return Trainer(cfg, dataset, weights, logs_dir, checkpoints_dir, device).run()
+        finally:
+            if file_log is not None:
+                logging.getLogger().removeHandler(file_log)
+                file_log.close()
+
+
+class Trainer:
+    """One process's training: built from the config, then ``run()``; see ``train``. ``device`` is
+    this process's own (``cuda:LOCAL_RANK`` under torchrun), the current CUDA device when CUDA."""
+
+    def __init__(self, cfg: CfgNode, dataset: str, weights: str, logs_dir: str, checkpoints_dir: str, device: str):
+        self.rank, self.world_size = distributed.get_rank(), distributed.get_world_size()
+        self.is_main = self.rank == 0
+        self.logs_dir = logs_dir
+        self.device = torch.device(device)
+        solver, data = cfg.SOLVER, cfg.DATASETS
+        _check_periods(solver)
+        resume_path = self.last_checkpoint() if weights.lower() == RESUME else None
+
+        with distributed.main_process_first():  # a conversion cache is written once, by process 0
+            annotations, image_root = resolve_split(
+                dataset, data.TRAIN_SPLIT, data.DATA_TYPE, data.STRICT, data.CACHE_DIR, data.COCOA_ANNOTATOR)
+        self.categories = annotations.categories
+        cfg.MODEL.NUM_CLASSES = len(self.categories)
+        logger.info("MODEL.NUM_CLASSES = %d, from the categories of %s: %s", cfg.MODEL.NUM_CLASSES, dataset,
+                    ", ".join(str(c.get("name", c["id"])) for c in self.categories))
+        cfg.MODEL.WEIGHTS = resume_path or weights
+        self.cfg = cfg
+
+        seed_all_rng(solver.SEED + self.rank)
+        self.model = build_model(cfg)
+        self.model.train()
+        total_batch = cfg.DATALOADER.IMS_PER_BATCH * self.world_size
+        self.optimizer = build_optimizer(self.model, solver, total_batch)
+        self.scheduler = LambdaLR(
+            self.optimizer, WarmupStepSchedule(solver.WARMUP_ITERS, solver.WARMUP_FACTOR, solver.STEPS, solver.GAMMA))
+        self.amp_dtype = autocast_dtype(solver, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.loader = build_train_loader(
+            build_dataset(cfg, annotations, image_root, train=True), cfg.DATALOADER.IMS_PER_BATCH,
+            cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.SEED, self.rank, self.world_size)
+        self.network = DistributedDataParallel(
+            self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+        ) if self.world_size > 1 else self.model
+
+        self.events = None
+        self.picture_sample = None
+        self.overlay_style = overlay_style(cfg)
+        if self.is_main:
+            os.makedirs(logs_dir, exist_ok=True)
+            atomic_write_text(cfg.dump(), os.path.join(logs_dir, CONFIG_FILE))
+            self.events = TrainingEvents(logs_dir, solver.LOG_PERIOD)
+            if solver.VIS_PERIOD:
+                self.picture_sample = build_dataset(cfg, annotations, image_root, train=False)[0]
+        # Last, so that nothing above draws from the random state a resume restores.
+        if resume_path:
+            self.start_iter = self.resume(resume_path)
+        else:
+            load_pretrained(self.model, weights, checkpoints_dir)
+            self.start_iter = 0
+
+    def last_checkpoint(self) -> str:
+        path = find_last_checkpoint(self.logs_dir)
+        if path is None:
+            raise FileNotFoundError(f"--model {RESUME}: no checkpoint to resume in {self.logs_dir} "
+                                    f"(its {LAST_CHECKPOINT_FILE} file is missing or names a missing file)")
+        return path
+
+    def resume(self, path: str) -> int:
+        """Restore the whole training state saved in ``path``; returns the iteration to continue from."""
+        checkpoint = read_checkpoint(path)
+        if checkpoint["categories"] != self.categories:
+            raise CheckpointError(f"{path}: categories differ from the training set's; resume on the dataset "
+                                  f"the run was started on, or fine-tune with --model {path}")
+        saved_world_size = len(checkpoint["rng"])
+        if saved_world_size != self.world_size:
+            raise CheckpointError(f"{path}: rng: saved by {saved_world_size} process(es), this run has "
+                                  f"{self.world_size}; an exact resume needs the same number")
+        try:
+            self.loader.load_state_dict(checkpoint["loader"])
+        except ValueError as err:
+            raise CheckpointError(f"{path}: loader: {err}") from err
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.scaler.is_enabled() and "scaler" in checkpoint:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng_state(checkpoint["rng"][self.rank])
+        logger.info("resumed %s at iteration %d", path, checkpoint["iteration"])
+        return int(checkpoint["iteration"])
+
+    def run(self) -> TrainResult:
+        max_iter = self.cfg.SOLVER.MAX_ITER
+        if self.start_iter >= max_iter:
+            logger.info("the run in %s already has %d of SOLVER.MAX_ITER %d iterations: nothing to train",
+                        self.logs_dir, self.start_iter, max_iter)
+            return TrainResult(self.start_iter, None, self.model)
+        logger.info("training iterations %d..%d on %d process(es), %d image(s) each, learning rate %g",
+                    self.start_iter + 1, max_iter, self.world_size, self.cfg.DATALOADER.IMS_PER_BATCH,
+                    self.optimizer.param_groups[0]["initial_lr"])
+        progress = tqdm(total=max_iter, initial=self.start_iter, desc="train", unit="it", dynamic_ncols=True,
+                        disable=not self.is_main)
+        batches = iter(self.loader)
+        try:
+            with logging_redirect_tqdm():
+                for iteration in range(self.start_iter + 1, max_iter + 1):
+                    started = time.perf_counter()
+                    images, targets = next(batches)
+                    data_time = time.perf_counter() - started
+                    learning_rate = self.optimizer.param_groups[0]["lr"]
+                    losses = self.run_step(iteration, images, targets)
+                    scalars = {**losses, "total_loss": sum(losses.values()), "lr": learning_rate,
+                               "data_time": data_time, "time_per_iter": time.perf_counter() - started}
+                    progress.set_postfix_str(_short_summary(scalars), refresh=False)
+                    progress.update()
+                    if self.is_main:
+                        self.events.add_scalars(iteration, scalars)
+                        if self.cfg.SOLVER.VIS_PERIOD and iteration % self.cfg.SOLVER.VIS_PERIOD == 0:
+                            self.write_pictures(iteration, images[0], targets[0])
+                    if iteration % self.cfg.SOLVER.CHECKPOINT_PERIOD == 0 and iteration < max_iter:
+                        self.save_checkpoint(PERIODIC_CHECKPOINT.format(iteration=iteration), iteration)
+            if self.is_main:
+                self.events.flush(max_iter)
+            final = self.save_checkpoint(FINAL_CHECKPOINT, max_iter)
+        finally:
+            progress.close()
+            if self.events is not None:
+                self.events.close()
+        if final:
+            logger.info("wrote %s", final)
+        return TrainResult(max_iter, final, self.model)
+
+    def run_step(self, iteration: int, images: list[Tensor], targets: list[dict]) -> dict[str, float]:
+        """One update; returns the losses averaged over the processes."""
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        targets = [_to_device(target, self.device) for target in targets]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss_dict = self.network(images, targets)
+        names = sorted(loss_dict)
+        # One reduction for all losses; every process then sees the same values and stops together.
+        averaged = distributed.mean_over_processes(torch.stack([loss_dict[n].detach().float() for n in names]))
+        losses = dict(zip(names, averaged.tolist()))
+        if not all(math.isfinite(value) for value in losses.values()):
+            found = ", ".join(f"{name} = {value:.4g}" for name, value in losses.items())
+            raise NonFiniteLossError(
+                f"iteration {iteration}: non-finite loss ({found}); training stopped without an update and "
+                f"without writing a checkpoint, so the last one in {self.logs_dir} is intact. "
+                f"Lower SOLVER.BASE_LR, raise SOLVER.WARMUP_ITERS or set SOLVER.CLIP_GRAD_NORM.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(sum(loss_dict.values())).backward()
+        if self.cfg.SOLVER.CLIP_GRAD_NORM > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the loss-scaled ones
+            nn.utils.clip_grad_norm_(self.trainable_parameters(), self.cfg.SOLVER.CLIP_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return losses
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def save_checkpoint(self, name: str, iteration: int) -> Optional[str]:
+        """Every process must call this (their RNG states are gathered); process 0 writes the file."""
+        rng_states = distributed.gather_objects(capture_rng_state())
+        if not self.is_main:
+            return None
+        state = {
+            "model": self.model.state_dict(),
+            "config": self.cfg.dump(),
+            "categories": self.categories,
+            "iteration": iteration,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_states,  # one capture_rng_state() per process, in rank order
+            "loader": self.loader.state_dict(),
+        }
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        return save_checkpoint(self.logs_dir, name, state)
+
+    def write_pictures(self, iteration: int, image: Tensor, target: dict) -> None:
+        """The current input with its ground truth, and the prediction on the fixed picture sample."""
+        class_names = [str(c.get("name", c["id"])) for c in self.categories]
+        ground_truth = {**target, "scores": torch.ones(len(target["boxes"]))}
+        self.events.add_picture("input_ground_truth", draw_overlay(
+            image.permute(1, 2, 0), ground_truth, 0.0, class_names, self.overlay_style), iteration)
+        sample_image, sample_target = self.picture_sample
+        self.model.eval()
+        with torch.no_grad():
+            detections = {k: v.cpu() for k, v in self.model([sample_image.to(self.device)])[0].items()}
+        self.model.train()
+        self.events.add_picture("prediction", draw_overlay(
+            sample_image.permute(1, 2, 0), detections, self.cfg.VIS.SCORE_THRESH, class_names, self.overlay_style),
+            iteration)
+        if "sem_dist" in detections:
+            sln = self.cfg.MODEL.SLN
+            predicted, expected = matched_sem_dist_maps(
+                detections, sample_target, sln.NUM_LAYERS, sln.DIST_SATURATION, self.cfg.SOLVER.VIS_ROIS,
+                self.cfg.SOLVER.VIS_MATCH_IOU)
+            if len(predicted):
+                self.events.add_picture("sem_dist_predicted_vs_target",
+                                        sem_dist_picture(predicted, expected, sln.NUM_LAYERS), iteration)
+
+
+def build_optimizer(model: nn.Module, solver: CfgNode, total_batch: int) -> torch.optim.SGD:
+    """SGD over the trainable parameters at ``scaled_learning_rate``."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(parameters, lr=scaled_learning_rate(solver, total_batch), momentum=solver.MOMENTUM,
+                           weight_decay=solver.WEIGHT_DECAY)
+
+
+def scaled_learning_rate(solver: CfgNode, total_batch: int) -> float:
+    """BASE_LR scaled by total_batch / REFERENCE_BATCH_SIZE (linear scaling rule); as is when that is 0."""
+    if solver.REFERENCE_BATCH_SIZE == 0:
+        return solver.BASE_LR
+    return solver.BASE_LR * total_batch / solver.REFERENCE_BATCH_SIZE
+
+
+def autocast_dtype(solver: CfgNode, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of SOLVER.AMP / AMP_DTYPE on ``device``; None for full precision."""
+    if solver.AMP_DTYPE not in AMP_DTYPES:
+        raise ConfigError(f"SOLVER.AMP_DTYPE: expected one of {', '.join(AMP_DTYPES)}, got {solver.AMP_DTYPE!r}")
+    if not solver.AMP:
+        return None
+    if device.type != "cuda":
+        logger.warning("SOLVER.AMP is ignored on %s: mixed precision is used on CUDA only", device)
+        return None
+    return AMP_DTYPES[solver.AMP_DTYPE]
+
+
+def _check_periods(solver: CfgNode) -> None:
+    for key in ("MAX_ITER", "CHECKPOINT_PERIOD", "LOG_PERIOD"):
+        if solver[key] < 1:
+            raise ConfigError(f"SOLVER.{key} must be at least 1, got {solver[key]}")
+    if solver.VIS_PERIOD < 0:
+        raise ConfigError(f"SOLVER.VIS_PERIOD must be 0 (off) or positive, got {solver.VIS_PERIOD}")
+
+
+def _to_device(target: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in target.items()}
+
+
+def _short_summary(scalars: dict[str, float]) -> str:
+    """Progress-bar text: total loss, each loss without its "loss_" prefix, learning rate."""
+    losses = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in scalars.items() if k.startswith("loss_"))
+    return f"loss {scalars['total_loss']:.3f} ({losses}) lr {scalars['lr']:.2e}"
+
+
+def _log_to_file(path: str) -> logging.Handler:
+    """Copy the log records of the run into ``path`` (appending, so a resumed run continues it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler

@@ -1,0 +1,191 @@
+"""Pictures of amodal predictions: overlays on the image and colour-mapped sem-dist maps.
+
+Both take tensors or arrays and return (H, W, 3) uint8 arrays, ready for PNG files or TensorBoard's
+``add_image(..., dataformats="HWC")``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.colors import hsv_to_rgb
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image, ImageDraw, ImageFont
+
+from ..config import CfgNode, get_default_config
+from .inference import RESULT_FIELDS, check_output_fields
+
+UINT8_MAX = np.iinfo(np.uint8).max
+# Object colours: hues a golden-ratio step apart never repeat and stay far apart for small counts;
+# saturated and bright so they show on photos and under black label text backgrounds.
+GOLDEN_RATIO_CONJUGATE = (math.sqrt(5) - 1) / 2
+COLOUR_SATURATION = 0.85
+COLOUR_VALUE = 0.95
+LABEL_PADDING = 1  # pixels around a label's text inside its black box
+LABEL_BACKGROUND = (0, 0, 0)
+UNKNOWN_RANK_TEXT = "?"  # a depth rank of 0 means unknown
+# Sem-dist pictures: a fixed colour scale from 0 (background) to K (visible level), never rescaled
+# per map, so equal colours mean equal levels across maps and steps.
+SEM_DIST_COLORMAP = "viridis"
+SEM_DIST_GRID_COLUMNS = 8  # RoI tiles per row
+MAP_GAP = 1  # pixels between the predicted and the target map of one RoI
+TILE_GAP = 4  # pixels between RoIs: wider, so the pairs stand apart
+GAP_COLOUR = (UINT8_MAX, UINT8_MAX, UINT8_MAX)
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How ``draw_overlay`` paints; built from the ``VIS`` config section by ``overlay_style``."""
+
+    fill_alpha: float
+    hatch_spacing: int
+    hatch_width: int
+    outline_width: int
+    colour_seed: int
+
+
+def overlay_style(cfg: CfgNode) -> OverlayStyle:
+    v = cfg.VIS
+    return OverlayStyle(v.FILL_ALPHA, v.HATCH_SPACING, v.HATCH_WIDTH, v.OUTLINE_WIDTH, v.COLOUR_SEED)
+
+
+def object_colours(count: int, seed: int) -> np.ndarray:
+    """(count, 3) float RGB in [0, 1], the same sequence for the same seed."""
+    offset = np.random.default_rng(seed).random()
+    hues = (offset + np.arange(count) * GOLDEN_RATIO_CONJUGATE) % 1.0
+    hsv = np.stack([hues, np.full(count, COLOUR_SATURATION), np.full(count, COLOUR_VALUE)], axis=1)
+    return hsv_to_rgb(hsv)
+
+
+def draw_overlay(
+    image,
+    output: dict,
+    score_thresh: float,
+    class_names: Optional[Sequence[str]] = None,
+    style: Optional[OverlayStyle] = None,
+) -> np.ndarray:
+    """Paint one image's detections scoring at least ``score_thresh`` onto it.
+
+    Per object, in its own colour and painted back to front (largest depth rank first): the visible
+    region filled (alpha blend), the hidden region (amodal minus visible) hatched with diagonal
+    lines, both the hidden region and the amodal mask outlined, and a label "#rank name score" at
+    the top-left corner of the box. ``image`` is (H, W, 3) uint8, or float in [0, 1]; ``output``
+    holds the model's per-image fields (tensors or arrays) in the same pixels; ``class_names[i - 1]``
+    names label i (the label number when None); ``style`` defaults to the ``VIS`` defaults.
+    Returns (H, W, 3) uint8.
+    """
+    style = style or overlay_style(get_default_config())
+    canvas = _as_uint8_image(image).astype(np.float32)
+    height, width = canvas.shape[:2]
+    check_output_fields(output, "the overlay")
+    for name in ("amodal_masks", "visible_masks"):
+        if tuple(output[name].shape[1:]) != (height, width):
+            raise ValueError(f"{name} {tuple(output[name].shape[1:])} do not match the image's size {(height, width)}")
+    keep = np.flatnonzero(_as_numpy(output["scores"]) >= score_thresh)
+    fields = {name: _rows(output[name], keep) for name in RESULT_FIELDS}
+    colours = object_colours(len(keep), style.colour_seed) * UINT8_MAX
+    ranks = fields["depth_rank"]
+    # Back to front: unknown ranks (0) go to the back, rank 1 is painted last.
+    painting_order = np.argsort(-np.where(ranks > 0, ranks, np.iinfo(np.int64).max), kind="stable")
+    hatch_lines = _diagonal_lines(height, width, style.hatch_spacing, style.hatch_width)
+    for index in painting_order:
+        colour = colours[index]
+        amodal = fields["amodal_masks"][index].astype(bool)
+        visible = fields["visible_masks"][index].astype(bool) & amodal
+        hidden = amodal & ~visible
+        canvas[visible] = (1 - style.fill_alpha) * canvas[visible] + style.fill_alpha * colour
+        canvas[(hidden & hatch_lines) | _inner_outline(hidden, style.outline_width)
+               | _inner_outline(amodal, style.outline_width)] = colour
+
+    picture = Image.fromarray(canvas.round().astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default()
+    for index in painting_order:
+        label = int(fields["labels"][index])
+        name = class_names[label - 1] if class_names is not None else str(label)
+        rank = int(fields["depth_rank"][index])
+        text = f"#{rank if rank > 0 else UNKNOWN_RANK_TEXT} {name} {fields['scores'][index]:.2f}"
+        _draw_label(draw, font, text, fields["boxes"][index], tuple(int(c) for c in colours[index].round()), width)
+    return np.array(picture)
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, font, text: str, box: np.ndarray, colour: tuple, image_width: int) -> None:
+    """Text in the object's colour on a black box just above the box's top-left corner (inside the
+    image: below the corner when there is no room above, shifted left at the right edge)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    text_w, text_h = right - left + 2 * LABEL_PADDING, bottom - top + 2 * LABEL_PADDING
+    x = min(max(int(box[0]), 0), max(image_width - text_w, 0))
+    y = int(box[1]) - text_h
+    if y < 0:
+        y = max(int(box[1]), 0)
+    draw.rectangle((x, y, x + text_w - 1, y + text_h - 1), fill=LABEL_BACKGROUND)
+    draw.text((x + LABEL_PADDING - left, y + LABEL_PADDING - top), text, fill=colour, font=font)
+
+
+def sem_dist_picture(predicted, target, num_layers: int) -> np.ndarray:
+    """Sem-dist maps (R, M, M) as a grid of colour-mapped tiles, each the predicted map beside its
+    target (unless ``target`` is None), on the fixed scale 0..``num_layers``. Returns uint8 (H, W, 3)."""
+    maps = [_as_numpy(predicted).astype(np.float32)]
+    if target is not None:
+        maps.append(_as_numpy(target).astype(np.float32))
+        if maps[1].shape != maps[0].shape:
+            raise ValueError(f"target maps {maps[1].shape} differ from the predicted ones {maps[0].shape}")
+    count, grid_h, grid_w = maps[0].shape
+    colormap = colormaps[SEM_DIST_COLORMAP]
+    coloured = [colormap(np.clip(m / num_layers, 0.0, 1.0))[..., :3] * UINT8_MAX for m in maps]  # (R, M, M, 3)
+    tile_w = len(maps) * grid_w + (len(maps) - 1) * MAP_GAP
+    columns = min(max(count, 1), SEM_DIST_GRID_COLUMNS)
+    rows = max(math.ceil(count / columns), 1)
+    picture = np.empty((rows * (grid_h + TILE_GAP) - TILE_GAP, columns * (tile_w + TILE_GAP) - TILE_GAP, 3),
+                       dtype=np.uint8)
+    picture[:] = GAP_COLOUR
+    for index in range(count):
+        top = (index // columns) * (grid_h + TILE_GAP)
+        left = (index % columns) * (tile_w + TILE_GAP)
+        for position, tiles in enumerate(coloured):
+            x = left + position * (grid_w + MAP_GAP)
+            picture[top:top + grid_h, x:x + grid_w] = tiles[index].round()
+    return picture
+
+
+def _as_numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _rows(value, rows: np.ndarray) -> np.ndarray:
+    """``value[rows]`` as an array; a tensor is indexed where it lives, so only those rows leave the device."""
+    if isinstance(value, torch.Tensor):
+        return _as_numpy(value[torch.as_tensor(rows, device=value.device)])
+    return np.asarray(value)[rows]
+
+
+def _as_uint8_image(image) -> np.ndarray:
+    """(H, W, 3) uint8, or float in [0, 1] -> (H, W, 3) uint8."""
+    array = _as_numpy(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    return (np.clip(array.astype(np.float32), 0.0, 1.0) * UINT8_MAX).round().astype(np.uint8)
+
+
+def _diagonal_lines(height: int, width: int, spacing: int, line_width: int) -> np.ndarray:
+    """(H, W) bool: lines along the anti-diagonal, ``line_width`` pixels thick every ``spacing`` pixels."""
+    return (np.arange(height)[:, None] + np.arange(width)[None, :]) % spacing < line_width
+
+
+def _inner_outline(mask: np.ndarray, line_width: int) -> np.ndarray:
+    """The pixels of ``mask`` within ``line_width`` pixels (square neighbourhood) of its outside;
+    beyond the image border counts as outside."""
+    if line_width < 1 or not mask.any():
+        return np.zeros_like(mask)
+    padded = np.pad(mask, line_width, constant_values=False)
+    window = 2 * line_width + 1
+    eroded = sliding_window_view(padded, (window, window)).all(axis=(-2, -1))
+    return mask & ~eroded

@@ -1,0 +1,194 @@
+"""The training engine on a tiny SLN and a tiny synthetic dataset, on the CPU: exact resume, two-process
+DDP with gloo, the non-finite loss stop, TensorBoard events, and ``amodal_train.py train``."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sln_amodal.config import load_config
+from sln_amodal.data.synthetic import SceneParams, write_synthetic_dataset
+from sln_amodal.engine.checkpoint import LAST_CHECKPOINT_FILE, read_checkpoint, seed_all_rng
+from sln_amodal.engine.trainer import FINAL_CHECKPOINT, NonFiniteLossError, train
+from sln_amodal.modeling.build import build_model
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENE = SceneParams(height=96, width=128, min_objects=2, max_objects=4, occlusion=0.5, min_object_size=0.15,
+                    max_object_size=0.3, min_visible_area=16)
+NUM_TRAIN_IMAGES = 6
+BASE_LR = 0.01
+WARMUP_ITERS = 2
+WARMUP_FACTOR = 0.001
+# A tiny SLN: small input, narrow heads, few proposals; BASE_LR used as is; every iteration logged.
+TINY = [
+    "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "none", "MODEL.ROI_MASK_HEAD.NAME", "SLNHead",
+    "MODEL.BACKBONE.DEPTH", "18", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
+    "INPUT.MIN_SIZE_TRAIN", "[96]", "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.MIN_SIZE_TEST", "96",
+    "INPUT.MAX_SIZE_TEST", "128",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "100", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE", "10",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "MODEL.SLN.GLOBAL_CONV_DIMS", "[16]", "MODEL.SLN.INSTANCE_CONV_DIMS", "[32]", "MODEL.SLN.DECONV_DIM", "32",
+    "MODEL.SLN.SEM_DIST_CONV_DIMS", "[16]",
+    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.IMS_PER_BATCH", "2",
+    "SOLVER.BASE_LR", str(BASE_LR), "SOLVER.REFERENCE_BATCH_SIZE", "0", "SOLVER.WARMUP_ITERS", str(WARMUP_ITERS),
+    "SOLVER.WARMUP_FACTOR", str(WARMUP_FACTOR), "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.LOG_PERIOD", "1",
+    "SOLVER.VIS_PERIOD", "2", "SOLVER.VIS_MATCH_IOU", "0.1", "VIS.SCORE_THRESH", "0.0",
+]
+# Makes the first update explode the weights, so the second forward pass is not finite.
+EXPLODING = ["SOLVER.BASE_LR", "1.0e+30", "SOLVER.WARMUP_ITERS", "0", "SOLVER.VIS_PERIOD", "0"]
+
+
+def tiny_config(*overrides):
+    return load_config(None, TINY + list(overrides))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Results are bitwise comparable only at one thread count; conftest sets one thread per test,
+    after the module fixtures below have trained."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(str(root), seed=0, num_train=NUM_TRAIN_IMAGES, num_val=0, params=SCENE, show_progress=False)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def straight_run(dataset_dir, tmp_path_factory):
+    """4 iterations in one go (checkpoints at 2 and at the end)."""
+    logs = str(tmp_path_factory.mktemp("straight"))
+    result = train(tiny_config("SOLVER.MAX_ITER", "4"), dataset_dir, "none", logs)
+    assert result.iteration == 4 and result.checkpoint == os.path.join(logs, FINAL_CHECKPOINT)
+    return logs
+
+
+def run_cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread, as in this process, for bitwise-equal results
+    return subprocess.run([sys.executable, "amodal_train.py", "train", *map(str, args)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_same_tensors(actual: dict, expected: dict):
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(actual[name], expected[name]), name
+
+
+def assert_same_optimizer_state(actual: dict, expected: dict):
+    assert actual.keys() == expected.keys()
+    for index in expected:
+        assert_same_tensors(actual[index], expected[index])
+
+
+def test_resume_with_last_equals_straight_run(dataset_dir, straight_run, tmp_path):
+    logs = str(tmp_path / "run")
+    first = train(tiny_config("SOLVER.MAX_ITER", "2"), dataset_dir, "none", logs)
+    assert first.iteration == 2
+    halfway, straight_halfway = read_checkpoint(first.checkpoint), read_checkpoint(
+        os.path.join(straight_run, "model_0000002.pth"))
+    assert_same_tensors(halfway["model"], straight_halfway["model"])
+
+    # One loader worker this time: the data order must not depend on the worker count.
+    second = train(tiny_config("SOLVER.MAX_ITER", "4", "DATALOADER.NUM_WORKERS", "1"), dataset_dir, "last", logs)
+    assert second.iteration == 4
+    resumed, straight = read_checkpoint(second.checkpoint), read_checkpoint(os.path.join(straight_run, FINAL_CHECKPOINT))
+    assert resumed["iteration"] == straight["iteration"] == 4
+    assert resumed["loader"] == straight["loader"]
+    assert resumed["scheduler"] == straight["scheduler"]
+    assert_same_tensors(resumed["model"], straight["model"])
+    assert_same_optimizer_state(resumed["optimizer"]["state"], straight["optimizer"]["state"])
+    assert not torch.equal(resumed["model"]["roi_heads.box_predictor.cls_score.weight"],
+                           halfway["model"]["roi_heads.box_predictor.cls_score.weight"])
+
+    # Resuming a finished run trains nothing and writes nothing.
+    again = train(tiny_config("SOLVER.MAX_ITER", "4"), dataset_dir, "last", logs)
+    assert again.iteration == 4 and again.checkpoint is None
+
+
+def test_non_finite_loss_stops_without_checkpoint(dataset_dir, tmp_path):
+    logs = str(tmp_path / "run")
+    train(tiny_config(*EXPLODING, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", logs)
+    saved = {name: (tmp_path / "run" / name).read_bytes() for name in (FINAL_CHECKPOINT, LAST_CHECKPOINT_FILE)}
+
+    completed = run_cli("--dataset", dataset_dir, "--model", "last", "--logs", logs, *TINY, *EXPLODING,
+                        "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1")
+    assert completed.returncode != 0
+    assert "error: iteration 2: non-finite loss" in completed.stderr
+    assert "loss_sem_dist" in completed.stderr
+    assert sorted(name for name in os.listdir(logs) if name.endswith(".pth")) == [FINAL_CHECKPOINT]
+    for name, content in saved.items():
+        assert (tmp_path / "run" / name).read_bytes() == content, name
+
+    with pytest.raises(NonFiniteLossError, match="iteration 2: non-finite loss"):
+        train(tiny_config(*EXPLODING, "SOLVER.MAX_ITER", "3"), dataset_dir, "last", logs)
+
+
+def test_tensorboard_scalars_and_pictures(straight_run):
+    events = EventAccumulator(straight_run, size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    losses = [tag for tag in tags["scalars"] if tag.startswith("train/loss_")]
+    assert {"train/loss_classifier", "train/loss_box_reg", "train/loss_objectness", "train/loss_rpn_box_reg",
+            "train/loss_global_layering", "train/loss_instance_layering", "train/loss_sem_dist"} <= set(losses)
+    for tag in losses + ["train/total_loss", "train/lr", "train/time_per_iter", "train/data_time"]:
+        assert [event.step for event in events.Scalars(tag)] == [1, 2, 3, 4], tag
+    for step in range(4):
+        total = sum(events.Scalars(tag)[step].value for tag in losses)
+        assert events.Scalars("train/total_loss")[step].value == pytest.approx(total, rel=1e-5)
+    # Linear warm-up from WARMUP_FACTOR x BASE_LR over WARMUP_ITERS, then the base rate.
+    warmup = [BASE_LR * (WARMUP_FACTOR + (1 - WARMUP_FACTOR) * i / WARMUP_ITERS) for i in range(WARMUP_ITERS)]
+    expected_lr = warmup + [BASE_LR] * 2
+    assert [event.value for event in events.Scalars("train/lr")] == pytest.approx(expected_lr, rel=1e-6)
+    for tag in ("train/input_ground_truth", "train/prediction", "train/sem_dist_predicted_vs_target"):
+        assert [image.step for image in events.Images(tag)] == [2, 4], tag
+    picture = events.Images("train/input_ground_truth")[0]
+    assert (picture.height, picture.width) == (SCENE.height, SCENE.width)
+
+    saved = load_config(os.path.join(straight_run, "config.yaml"))
+    assert saved.MODEL.NUM_CLASSES == 6  # the synthetic dataset's shapes, not the default 90
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank, world_size, port, dataset_dir, logs, out):
+    """One process of a torchrun-style job: the environment torchrun would set, then ``train``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    result = train(tiny_config("SOLVER.MAX_ITER", "3", "SOLVER.VIS_PERIOD", "0"), dataset_dir, "none", logs)
+    torch.save(result.model.state_dict(), os.path.join(out, f"rank{rank}.pth"))
+
+
+def test_two_process_ddp_keeps_weights_identical(dataset_dir, tmp_path):
+    logs, out, world_size = str(tmp_path / "run"), str(tmp_path), 2
+    mp.spawn(_ddp_worker, args=(world_size, _free_port(), dataset_dir, logs, out), nprocs=world_size, join=True)
+    weights = [torch.load(os.path.join(out, f"rank{rank}.pth")) for rank in range(world_size)]
+    assert_same_tensors(weights[1], weights[0])
+
+    checkpoint = read_checkpoint(os.path.join(logs, FINAL_CHECKPOINT))
+    assert_same_tensors(checkpoint["model"], weights[0])
+    assert checkpoint["iteration"] == 3
+    assert len(checkpoint["rng"]) == world_size
+    assert checkpoint["loader"]["world_size"] == world_size
+    assert len([name for name in os.listdir(logs) if name.startswith("events.out.tfevents")]) == 1
+
+    seed_all_rng(tiny_config().SOLVER.SEED)  # rank 0's initial weights, which DDP gives every process
+    initial = build_model(tiny_config("MODEL.NUM_CLASSES", "6")).state_dict()
+    name = "roi_heads.box_predictor.cls_score.weight"
+    assert not torch.equal(weights[0][name], initial[name])
