@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import random
 from typing import Any, Optional, Sequence
 
@@ -19,15 +18,13 @@ import yaml
 
 from ..config import CfgNode, get_default_config
 from ..modeling.build import build_model
+from ..modeling.weights import read_torch_file
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT_FILE = "last_checkpoint"  # holds the file name of the newest checkpoint in a run folder
 # What rebuilding the trained model needs from a checkpoint.
 MODEL_CHECKPOINT_FIELDS = ("model", "config", "categories")
-# The saved numpy RNG state holds an array; unpickling one needs exactly these globals, which are
-# allowed so that a checkpoint loads without running any other pickled code.
-NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
 
 
 class CheckpointError(ValueError):
@@ -114,13 +111,7 @@ def read_checkpoint(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        try:
-            with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            logger.warning("%s holds more than tensors and arrays; unpickling it fully (load only files you trust)",
-                           path)
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = read_torch_file(path)
     # torch.load fails on a file of another kind with whatever error its bytes happen to trigger.
     except Exception as err:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err

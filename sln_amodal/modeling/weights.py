@@ -17,6 +17,9 @@ import os
 import pickle
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +40,9 @@ TORCHVISION_COCO_BN_EPS = 0.0
 TORCHVISION_BN_EPS = 1e-5
 # nn.BatchNorm2d's step counter: state, not a weight; never converted, never reported.
 BN_STEP_COUNTER = "num_batches_tracked"
+# Unpickling a numpy array needs exactly these globals; allowing them (and nothing else) lets a
+# training checkpoint with array-valued state load without running other pickled code.
+NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
 
 _STAGE_OF_LAYER = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
 _BN_BUFFERS = r"(weight|bias|running_mean|running_var)"
@@ -207,14 +213,19 @@ def _ensure_file(path: str, torchvision_weights: str) -> None:
         ) from error
 
 
-def _read_state_dict(path: str) -> dict[str, Tensor]:
+def read_torch_file(path: str) -> Any:
+    """``torch.load`` onto the CPU, unpickling only tensors, plain values and numpy arrays; a file
+    holding other objects is unpickled fully after a warning (load only files you trust)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        # Training checkpoints also carry optimizer and RNG state that plain-tensor loading
-        # refuses; such files come from this project's own runs.
-        logger.warning("%s holds more than tensors; unpickling it fully (load only files you trust)", path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        logger.warning("%s holds more than tensors and arrays; unpickling it fully (load only files you trust)", path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _read_state_dict(path: str) -> dict[str, Tensor]:
+    checkpoint = read_torch_file(path)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
