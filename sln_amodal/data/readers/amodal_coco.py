@@ -13,14 +13,12 @@ import os
 from ...structures.masks import rle_area
 from ..records import AnnotationSet, DropLog, ImageRecord
 from .coco_style import known_category, read_images
-from .common import build_object, load_json, require
+from .common import COCO_TOP_LEVEL_KEYS, build_object, load_annotation_file, require
 
 
 def read_amodal_coco(path: str, strict: bool = False, log: DropLog | None = None) -> AnnotationSet:
-    data = load_json(path)
+    data = load_annotation_file(path, COCO_TOP_LEVEL_KEYS)
     log = log or DropLog(path, strict)
-    for key in ("images", "annotations", "categories"):
-        require(data, key, path, "top level")
     category_ids = {int(c["id"]) for c in data["categories"]}
     constraints_of_image = {image.get("id"): image.get("depth_constraints", []) for image in data["images"]}
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..records import AnnotationSet, DropLog, ImageRecord
 from .coco_style import assign_depth_ranks, build_masked_object, read_images
-from .common import load_json, require
+from .common import load_annotation_file, require
 
 OBJECT_CATEGORY_ID = 1
 OBJECT_CATEGORIES = [{"id": OBJECT_CATEGORY_ID, "name": "object"}]  # the class-agnostic datasets' one class
@@ -31,10 +31,8 @@ def read_cocoa(
     """
     if annotator < 0:
         raise ValueError(f"annotator must be a record index >= 0, got {annotator}")
-    data = load_json(path)
+    data = load_annotation_file(path, ("images", "annotations"))  # COCOA has no categories
     log = log or DropLog(path, strict)
-    for key in ("images", "annotations"):
-        require(data, key, path, "top level")
 
     def fill_record(record: ImageRecord, records_of_image: list, where: str) -> bool:
         if not records_of_image:

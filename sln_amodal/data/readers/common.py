@@ -8,12 +8,25 @@ from ...structures.masks import SegmentationError, rle_area, rle_intersection, r
 from ..records import AnnotationError, DropLog, ObjectAnnotation
 
 
+COCO_TOP_LEVEL_KEYS = ("images", "annotations", "categories")
+
+
 def load_json(path: str) -> Any:
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as err:
         raise AnnotationError(path, "<file>", f"cannot read JSON: {err}") from err
+
+
+def load_annotation_file(path: str, top_level_keys: tuple[str, ...]) -> dict:
+    """The JSON object of ``path``, checked to hold every one of ``top_level_keys``."""
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise AnnotationError(path, "<file>", f"expected a JSON object, got {type(data).__name__}")
+    for key in top_level_keys:
+        require(data, key, path, "top level")
+    return data
 
 
 def require(entry: dict, key: str, source: str, where: str) -> Any:

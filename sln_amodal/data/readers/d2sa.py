@@ -12,16 +12,14 @@ from typing import Optional
 
 from ..records import AnnotationSet, DropLog, ImageRecord
 from .coco_style import assign_depth_ranks, build_masked_object, known_category, read_images
-from .common import load_json, require
+from .common import COCO_TOP_LEVEL_KEYS, load_annotation_file
 
 
 def read_d2sa(
     path: str, strict: bool = False, log: DropLog | None = None, image_root: Optional[str] = None
 ) -> AnnotationSet:
-    data = load_json(path)
+    data = load_annotation_file(path, COCO_TOP_LEVEL_KEYS)
     log = log or DropLog(path, strict)
-    for key in ("images", "annotations", "categories"):
-        require(data, key, path, "top level")
     category_ids = {int(c["id"]) for c in data["categories"]}
 
     def fill_record(record: ImageRecord, annotations: list, where: str) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..records import AnnotationError, AnnotationSet, DropLog, ImageRecord
 from .coco_style import known_category, read_images
-from .common import build_object, load_json, require
+from .common import COCO_TOP_LEVEL_KEYS, build_object, load_annotation_file, require
 
 KINS_CATEGORY_IDS = (1, 2, 4, 5, 6, 7, 8)  # cyclist, pedestrian, car, tram, truck, van, misc
 
@@ -51,10 +51,8 @@ def detect_schema(data: dict, path: str) -> KinsSchema:
 def read_kins(
     path: str, strict: bool = False, log: DropLog | None = None, image_root: Optional[str] = None
 ) -> AnnotationSet:
-    data = load_json(path)
+    data = load_annotation_file(path, COCO_TOP_LEVEL_KEYS)
     log = log or DropLog(path, strict)
-    for key in ("images", "annotations", "categories"):
-        require(data, key, path, "top level")
     schema = detect_schema(data, path)
     categories = [dict(c) for c in data["categories"] if int(c["id"]) in KINS_CATEGORY_IDS]
     category_ids = {c["id"] for c in categories}
