@@ -121,22 +121,26 @@ def run_training_step(model, images, targets, device: str, amp: bool) -> None:
     synchronize(device)
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """(wall-clock, process CPU) seconds of ``fn()``."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start_wall, time.process_time() - start_cpu
 
 
-def alternate(step_of: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Warm both up, then time them in turns so drifting machine load hits both alike."""
+def alternate(step_of: dict, repeats: int, warmup: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Warm both up, then time them in turns so drifting machine load hits both alike.
+    Returns per model the wall-clock and the CPU seconds of every run."""
     for _ in range(warmup):
         for kind in MODELS:
             step_of[kind]()
-    times = {kind: [] for kind in MODELS}
+    wall, cpu = {kind: [] for kind in MODELS}, {kind: [] for kind in MODELS}
     for _ in range(repeats):
         for kind in MODELS:
-            times[kind].append(timed(step_of[kind]))
-    return times
+            wall_s, cpu_s = timed(step_of[kind])
+            wall[kind].append(wall_s)
+            cpu[kind].append(cpu_s)
+    return wall, cpu
 
 
 def memory_child(kind: str, task: str, weights_path: str, args) -> dict:
@@ -210,13 +214,13 @@ def main() -> None:
 
         infer_images = [structured_image(*INFER_SIZE, seed=0).to(args.device)]
         detections = {kind: run_inference(models[kind], infer_images, args.device, args.amp) for kind in MODELS}
-        infer = alternate(
+        infer, infer_cpu = alternate(
             {kind: partial(run_inference, models[kind], infer_images, args.device, args.amp) for kind in MODELS},
             args.repeats,
             args.warmup,
         )
         train_images, targets = training_batch(args.device, cfg.MODEL.NUM_CLASSES)
-        train = alternate(
+        train, train_cpu = alternate(
             {
                 kind: partial(run_training_step, models[kind], train_images, targets[kind], args.device, args.amp)
                 for kind in MODELS
@@ -263,6 +267,12 @@ def main() -> None:
                 "train_median_ms": {k: 1000 * statistics.median(v) for k, v in train.items()},
                 "infer_runs_ms": {k: [round(1000 * t) for t in v] for k, v in infer.items()},
                 "train_runs_ms": {k: [round(1000 * t) for t in v] for k, v in train.items()},
+                # CPU time of the process (all threads): on a shared CPU, time spent waiting for a
+                # core does not count, so it varies far less than wall-clock time.
+                "infer_cpu_ms": {k: 1000 * min(v) for k, v in infer_cpu.items()},
+                "train_cpu_ms": {k: 1000 * min(v) for k, v in train_cpu.items()},
+                "infer_cpu_ratio": min(infer_cpu["ours"]) / min(infer_cpu["torchvision"]),
+                "train_cpu_ratio": min(train_cpu["ours"]) / min(train_cpu["torchvision"]),
                 "peak_mem_mb": peak,
                 "peak_mem_by_task_mb": {f"{kind}/{task}": mb for (kind, task), mb in task_peak.items()},
                 "working_mem_mb": working,
