@@ -165,7 +165,7 @@ def test_class_agnostic_heads_train_and_predict():
     cfg = resnet18_config(ROI_BOX_HEAD__CLS_AGNOSTIC_BBOX_REG=True, ROI_MASK_HEAD__CLS_AGNOSTIC_MASK=True)
     model = build_model(cfg)
     assert model.roi_heads.box_predictor.bbox_pred.out_features == 4
-    assert model.roi_heads.mask_branch.predictor.out_channels == 1
+    assert model.roi_heads.mask_branch.mask_fcn.predictor.out_channels == 1
     images, targets = scenes()
     assert all(math.isfinite(v.item()) for v in train_step(model, images, targets).values())
     model.eval()
@@ -240,7 +240,7 @@ class LayeredMaskBranch(torch.nn.Module):
 
     def forward(self, features, rois, image_sizes, targets=None):
         self.seen.append(rois)
-        logits = self.standard.mask_logits(features, rois.boxes)
+        logits = self.standard.mask_fcn(self.standard.pooler(features, rois.boxes))
         if self.training:
             return {"loss_layers": self.layers(logits).square().mean()}
         maps = self.layers(logits).split([len(b) for b in rois.boxes])

@@ -111,8 +111,8 @@ def test_mismatched_heads_stay_initialised_and_are_logged(torchvision_model, tmp
         "roi_heads.box_predictor.cls_score.bias",
         "roi_heads.box_predictor.bbox_pred.weight",
         "roi_heads.box_predictor.bbox_pred.bias",
-        "roi_heads.mask_branch.predictor.weight",
-        "roi_heads.mask_branch.predictor.bias",
+        "roi_heads.mask_branch.mask_fcn.predictor.weight",
+        "roi_heads.mask_branch.mask_fcn.predictor.bias",
     }
     assert "roi_heads.box_predictor.cls_score.weight (checkpoint (5, 1024), model (3, 1024))" in caplog.text
     state = model.state_dict()

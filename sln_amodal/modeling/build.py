@@ -92,8 +92,8 @@ def build_mask_rcnn_head(cfg: CfgNode, backbone: FPN) -> MaskRCNNHead:
         m.DECONV_DIM,
         cfg.MODEL.NUM_CLASSES,
         m.CLS_AGNOSTIC_MASK,
-        m.TARGET_KEY,
         m.MASK_THRESH,
+        m.TARGET_KEY,
     )
 
 

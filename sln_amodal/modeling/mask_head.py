@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from ..layering import depth_ranks_from_order
+from ..layering import depth_ranks_from_order, occlusion_rate, order_from_visible_overlap
 from .poolers import MultiScaleRoIAlign
 from .roi_heads import RoIBatch
 
@@ -32,23 +32,94 @@ def crop_masks_to_boxes(masks: Tensor, boxes: Tensor, mask_index: Tensor, size: 
     return roi_align(masks[:, None].to(boxes.dtype), rois, (size, size), spatial_scale=1.0)[:, 0]
 
 
-def mask_rcnn_loss(mask_logits: Tensor, rois: RoIBatch, gt_masks: list[Tensor]) -> Tensor:
-    """Mean per-pixel BCE between the logits of each RoI's GT class (channel 0 when class-agnostic)
-    and its cropped GT mask. ``mask_logits`` (R, K, M, M) runs over ``rois`` image by image."""
-    size = mask_logits.shape[-1]
-    mask_targets = torch.cat(
-        [crop_masks_to_boxes(m, b, i, size) for m, b, i in zip(gt_masks, rois.boxes, rois.matched_gt)]
-    )
+def roi_mask_targets(rois: RoIBatch, gt_masks: list[Tensor], size: int) -> Tensor:
+    """(R, size, size) soft targets: per positive RoI its matched object's GT mask cropped to the box.
+    ``gt_masks`` holds one (G_i, H, W) tensor per image; ``rois`` runs over the images in order."""
+    return torch.cat([crop_masks_to_boxes(m, b, i, size) for m, b, i in zip(gt_masks, rois.boxes, rois.matched_gt)])
+
+
+def class_mask_loss(mask_logits: Tensor, labels: Tensor, mask_targets: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Per-pixel BCE between the (R, K, M, M) logits of each RoI's class and its (R, M, M) target,
+    averaged per RoI, scaled by the RoI's ``weights`` (R,) if given, then averaged over the RoIs."""
     if mask_targets.numel() == 0:
         # No positive RoI: a zero that still depends on the parameters keeps DDP's graph complete.
         return mask_logits.sum() * 0
-    return F.binary_cross_entropy_with_logits(select_class_maps(mask_logits, torch.cat(rois.labels)), mask_targets)
+    maps = select_class_maps(mask_logits, labels)
+    if weights is None:
+        return F.binary_cross_entropy_with_logits(maps, mask_targets)
+    per_roi = F.binary_cross_entropy_with_logits(maps, mask_targets, reduction="none").mean(dim=(1, 2))
+    return (per_roi * weights).mean()
+
+
+def mask_rcnn_loss(mask_logits: Tensor, rois: RoIBatch, gt_masks: list[Tensor]) -> Tensor:
+    """Mask R-CNN's mask loss: ``class_mask_loss`` against the cropped GT masks of ``rois``."""
+    targets = roi_mask_targets(rois, gt_masks, mask_logits.shape[-1])
+    return class_mask_loss(mask_logits, torch.cat(rois.labels), targets)
 
 
 def select_class_maps(maps: Tensor, labels: Tensor) -> Tensor:
     """(R, K, M, M) per-class maps -> (R, M, M): each RoI's class, or the only map if K == 1."""
     channels = labels if maps.shape[1] > 1 else torch.zeros_like(labels)
     return maps[torch.arange(len(labels), device=labels.device), channels]
+
+
+class MaskFCN(nn.Module):
+    """The Mask R-CNN mask network: (R, C, P, P) features -> (R, K, 2P, 2P) logits.
+
+    ``len(conv_dims)`` x (3x3 conv + ReLU), a 2x deconvolution + ReLU and a 1x1 predictor of
+    ``num_outputs`` maps; every layer gets torchvision's initialisation (Kaiming normal, zero bias).
+    The baselines' heads stack several of these (ORCNN, VRSP-Net).
+    """
+
+    def __init__(self, in_channels: int, conv_dims: Sequence[int], deconv_dim: int, num_outputs: int):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        for out_channels in conv_dims:
+            self.convs.append(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+            in_channels = out_channels
+        self.deconv = nn.ConvTranspose2d(in_channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
+        self.predictor = nn.Conv2d(deconv_dim, num_outputs, 1)
+        for layer in [*self.convs, self.deconv, self.predictor]:
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Logits (R, K, 2P, 2P) and the features of the last convolution (R, D, P, P) and of the
+        deconvolution (R, D', 2P, 2P), which VRSP-Net's feature-matching loss compares."""
+        for conv in self.convs:
+            x = F.relu(conv(x), inplace=True)
+        upsampled = F.relu(self.deconv(x), inplace=True)
+        return self.predictor(upsampled), [x, upsampled]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_features(x)[0]
+
+
+def mask_outputs(
+    detection: dict[str, Tensor], amodal: Tensor, visible: Tensor, mask_thresh: float
+) -> dict[str, Tensor]:
+    """The shared output fields from pasted (D, H, W) amodal and visible mask probabilities.
+
+    The visible mask is kept inside the amodal one, and the depth ranks follow the visible-overlap
+    rule (SPEC section 6), ties by score. A head with one mask passes the same tensor twice: amodal
+    == visible orders no pair, so the pairwise overlaps are not computed.
+    """
+    amodal_masks = amodal >= mask_thresh
+    one_mask = visible is amodal
+    visible_masks = amodal_masks if one_mask else (visible >= mask_thresh) & amodal_masks
+    num = len(amodal_masks)
+    in_front = (
+        torch.zeros(num, num, dtype=torch.bool, device=amodal.device)
+        if one_mask
+        else order_from_visible_overlap(amodal_masks, visible_masks)
+    )
+    return {
+        **detection,
+        "amodal_masks": amodal_masks,
+        "visible_masks": visible_masks,
+        "occlude_rate": occlusion_rate(amodal_masks, visible_masks),
+        "depth_rank": depth_ranks_from_order(in_front, detection["scores"]),
+    }
 
 
 class MaskRCNNHead(nn.Module):
@@ -59,8 +130,8 @@ class MaskRCNNHead(nn.Module):
         deconv_dim: output channels of the 2x deconvolution.
         num_classes: foreground classes C; the predictor has C + 1 channels, or 1 if class-agnostic.
         class_agnostic: one mask per RoI instead of one per class.
-        target_key: the target field holding the (G, H, W) GT masks to learn.
         mask_thresh: probability at which a pasted mask is binarised.
+        target_key: the target field holding the (G, H, W) GT masks to learn.
     """
 
     def __init__(
@@ -71,29 +142,14 @@ class MaskRCNNHead(nn.Module):
         deconv_dim: int,
         num_classes: int,
         class_agnostic: bool,
-        target_key: str,
         mask_thresh: float,
+        target_key: str,
     ):
         super().__init__()
         self.pooler = pooler
         self.target_key = target_key
         self.mask_thresh = mask_thresh
-        self.convs = nn.ModuleList()
-        for out_channels in conv_dims:
-            self.convs.append(nn.Conv2d(in_channels, out_channels, 3, padding=1))
-            in_channels = out_channels
-        self.deconv = nn.ConvTranspose2d(in_channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
-        self.predictor = nn.Conv2d(deconv_dim, 1 if class_agnostic else num_classes + 1, 1)
-        for layer in [*self.convs, self.deconv, self.predictor]:
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-
-    def mask_logits(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
-        """(R, K, M, M) logits for the boxes of all images, in order."""
-        x = self.pooler(features, boxes)
-        for conv in self.convs:
-            x = F.relu(conv(x), inplace=True)
-        return self.predictor(F.relu(self.deconv(x), inplace=True))
+        self.mask_fcn = MaskFCN(in_channels, conv_dims, deconv_dim, 1 if class_agnostic else num_classes + 1)
 
     def forward(
         self,
@@ -102,27 +158,15 @@ class MaskRCNNHead(nn.Module):
         image_sizes: list[tuple[int, int]],
         targets: list[dict] | None = None,
     ):
-        logits = self.mask_logits(features, rois.boxes)
+        logits = self.mask_fcn(self.pooler(features, rois.boxes))  # (R, K, M, M)
         if self.training:
             return {"loss_mask": mask_rcnn_loss(logits, rois, [t[self.target_key] for t in targets])}
         probabilities = select_class_maps(logits, torch.cat(rois.labels))[:, None].sigmoid()
         return [{"masks": m} for m in probabilities.split([len(b) for b in rois.boxes])]
 
     def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
-        """The shared output fields from the pasted ``masks`` (D, 1, H, W) probabilities.
-
-        One mask per object: it is both the amodal and the visible mask (the baseline does not
-        separate them), so the visible-overlap rule leaves every pair unordered and the depth
-        ranks follow the scores.
-        """
-        masks = detection["masks"][:, 0] >= self.mask_thresh
-        return {
-            **detection,
-            "amodal_masks": masks,
-            "visible_masks": masks,
-            "occlude_rate": torch.zeros(len(masks), device=masks.device),
-            # Amodal == visible orders no pair, so the pairwise overlaps need not be computed.
-            "depth_rank": depth_ranks_from_order(
-                torch.zeros(len(masks), len(masks), dtype=torch.bool, device=masks.device), detection["scores"]
-            ),
-        }
+        """The shared output fields from the pasted ``masks`` (D, 1, H, W) probabilities: one mask
+        per object, both the amodal and the visible mask (the baseline does not separate them), so
+        the depth ranks follow the scores."""
+        masks = detection["masks"][:, 0]
+        return mask_outputs(detection, masks, masks, self.mask_thresh)

@@ -78,13 +78,13 @@ _TORCHVISION_KEY_PATTERNS = [
         r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)",
         lambda m: f"roi_heads.box_predictor.{m[1]}.{m[2]}",
     ),
-    (r"roi_heads\.mask_head\.(\d)\.0\.(weight|bias)", lambda m: f"roi_heads.mask_branch.convs.{m[1]}.{m[2]}"),
+    (r"roi_heads\.mask_head\.(\d)\.0\.(weight|bias)", lambda m: f"roi_heads.mask_branch.mask_fcn.convs.{m[1]}.{m[2]}"),
     (
         r"roi_heads\.mask_head\.mask_fcn(\d)\.(weight|bias)",
-        lambda m: f"roi_heads.mask_branch.convs.{int(m[1]) - 1}.{m[2]}",
+        lambda m: f"roi_heads.mask_branch.mask_fcn.convs.{int(m[1]) - 1}.{m[2]}",
     ),
-    (r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)", lambda m: f"roi_heads.mask_branch.deconv.{m[1]}"),
-    (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", lambda m: f"roi_heads.mask_branch.predictor.{m[1]}"),
+    (r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)", lambda m: f"roi_heads.mask_branch.mask_fcn.deconv.{m[1]}"),
+    (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", lambda m: f"roi_heads.mask_branch.mask_fcn.predictor.{m[1]}"),
 ]
 _TORCHVISION_KEY_RULES = [(re.compile(pattern), rename) for pattern, rename in _TORCHVISION_KEY_PATTERNS]
 
