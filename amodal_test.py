@@ -31,6 +31,7 @@ from sln_amodal.data.dataset import UnreadableImageError, read_image
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
 from sln_amodal.engine.inference import category_ids_of, predictions_to_results
 from sln_amodal.engine.visualize import draw_overlay, overlay_style, sem_dist_picture
+from sln_amodal.modeling.shape_prior import ShapePriorError
 
 logger = logging.getLogger("amodal_test")
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (CheckpointError, ConfigError, FileNotFoundError) as err:
+    except (CheckpointError, ConfigError, FileNotFoundError, ShapePriorError) as err:
         sys.exit(f"error: {err}")
 
 

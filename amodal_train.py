@@ -31,6 +31,7 @@ from sln_amodal.engine.checkpoint import CheckpointError, atomic_write_text, loa
 from sln_amodal.engine.inference import category_ids_of, run_inference
 from sln_amodal.engine.trainer import NonFiniteLossError, train
 from sln_amodal.evaluation import AmodalEvaluator, format_report, load_results, plot_pr_curves, write_metrics
+from sln_amodal.modeling.shape_prior import ShapePriorError
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError) as err:
+    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError, ShapePriorError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from sln_amodal.config import get_default_config
+from sln_amodal.config import ConfigError, get_default_config
 from sln_amodal.data.synthetic import SceneParams, generate_scene, scene_rng
 from sln_amodal.layering import global_layering_map
 from sln_amodal.modeling import build_model
@@ -145,5 +145,5 @@ def test_mask_rcnn_head_gives_the_same_fields():
 def test_roi_resolution_must_match_the_pooler():
     cfg = tiny_sln_config()
     cfg.MODEL.SLN.ROI_RESOLUTION = 32
-    with pytest.raises(ValueError, match="ROI_RESOLUTION"):
+    with pytest.raises(ConfigError, match="ROI_RESOLUTION"):
         build_model(cfg)

@@ -129,9 +129,10 @@ _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 _C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 1.0 / 9
 
 _C.MODEL.ROI_MASK_HEAD = CfgNode()
-# The mask branch plugged into the RoI heads (registry in modeling/build.py).
+# The mask branch plugged into the RoI heads (registry in modeling/build.py): MaskRCNNHead, SLNHead,
+# ORCNNHead or VRSPHead. The last two use the convolution sizes below for each of their two networks.
 _C.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNHead"
-# Target field the mask is trained on: amodal_masks (amodal Mask R-CNN) or visible_masks.
+# MaskRCNNHead's target: amodal_masks (the amodal Mask R-CNN baseline) or visible_masks.
 _C.MODEL.ROI_MASK_HEAD.TARGET_KEY = "amodal_masks"
 _C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14  # the 2x deconvolution makes 28 x 28 masks
 _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
@@ -165,6 +166,53 @@ _C.MODEL.SLN.SMOOTH_L1_BETA = 0.1  # of the sem-dist regression (S spans 0..K)
 _C.MODEL.SLN.GLOBAL_LOSS_WEIGHT = 1.0
 _C.MODEL.SLN.INSTANCE_LOSS_WEIGHT = 1.0
 _C.MODEL.SLN.SEM_DIST_LOSS_WEIGHT = 1.0
+
+# VRSP-Net (Xiao et al., AAAI 2021; MODEL.ROI_MASK_HEAD.NAME VRSPHead): each switch is one token of
+# the upstream config names (parallel_CtRef_VAR_SPRef_SPRet_FM); all off is the "parallel" head, an
+# amodal and a visible mask network side by side. The numbers are the upstream D2SA recipe's.
+_C.MODEL.VRSP = CfgNode()
+# CtRef: the visible network re-runs on the coarse amodal attention, the amodal one on the refined
+# visible attention; in training also a pass attending to the GT masks, with these loss weights.
+_C.MODEL.VRSP.CROSS_TASK_REFINEMENT = False
+_C.MODEL.VRSP.GT_AMODAL_WEIGHT = 1.0
+_C.MODEL.VRSP.GT_VISIBLE_WEIGHT = 1.0
+# FM (needs CtRef): cosine feature matching of the coarse pass to the GT-attention pass, with these
+# weights for the last convolution's and the deconvolution's features.
+_C.MODEL.VRSP.FEATURE_MATCHING = False
+_C.MODEL.VRSP.FEATURE_MATCHING_WEIGHTS = (0.01, 0.05)
+# VAR: a 2-FC classifier on the visible-attended RoI features; loss weight, weight of its samples
+# attended by the GT visible mask, and the test-time factor floor + (1 - floor) x class probability.
+_C.MODEL.VRSP.RECLASSIFICATION = False
+_C.MODEL.VRSP.RECLASSIFICATION_FC_DIM = 1024
+_C.MODEL.VRSP.RECLASSIFICATION_WEIGHT = 0.1
+_C.MODEL.VRSP.RECLASSIFICATION_GT_WEIGHT = 0.1
+_C.MODEL.VRSP.RECLASSIFICATION_FLOOR = 0.6
+# SPRef: the K nearest codebook shapes of the coarse amodal mask join the amodal network's input.
+_C.MODEL.VRSP.SHAPE_PRIOR_REFINEMENT = False
+_C.MODEL.VRSP.SHAPE_PRIOR_K = 16
+# SPRet: test-time rescoring by the agreement of the amodal mask with its nearest codebook shape,
+# factor relu(ln(ALPHA - d) / ln ALPHA) for a fraction d of disagreeing pixels.
+_C.MODEL.VRSP.SHAPE_PRIOR_RETRIEVAL = False
+_C.MODEL.VRSP.SHAPE_PRIOR_ALPHA = 2.0
+# The shape prior: an auto-encoder on the mask head's M x M amodal masks and a per-class codebook of
+# its embeddings (k-means), one file per dataset written by scripts/build_shape_codebook.py.
+_C.MODEL.VRSP.SHAPE_PRIOR = CfgNode()
+_C.MODEL.VRSP.SHAPE_PRIOR.FILE = ""  # the codebook file; SPRef needs it, SPRet skips rescoring without it
+_C.MODEL.VRSP.SHAPE_PRIOR.CHANNELS = 8  # auto-encoder width
+_C.MODEL.VRSP.SHAPE_PRIOR.NUM_CONVS = 3  # stride-2 convolutions: 28 -> 4 x 4, a 128-d embedding with 8 channels
+_C.MODEL.VRSP.SHAPE_PRIOR.NUM_CLUSTERS = 1024  # k-means centres per class (fewer shapes: all are kept)
+_C.MODEL.VRSP.SHAPE_PRIOR.KMEANS_ITERS = 50  # Lloyd iterations at most
+# Each training mask also enters the codebook rotated by 90, 180 and 270 degrees and mirrored (8 copies).
+_C.MODEL.VRSP.SHAPE_PRIOR.AUGMENT = True
+# Train the auto-encoder jointly with the detector (a reconstruction loss on the GT amodal masks of the
+# positive RoIs, with this weight); exclusive with SPRef, whose codebook must exist before training.
+_C.MODEL.VRSP.SHAPE_PRIOR.TRAIN_JOINTLY = False
+_C.MODEL.VRSP.SHAPE_PRIOR.RECONSTRUCTION_WEIGHT = 1.0
+# scripts/build_shape_codebook.py without --model trains the auto-encoder alone on the training set's
+# GT amodal masks: Adam, these iterations, masks per batch and learning rate.
+_C.MODEL.VRSP.SHAPE_PRIOR.TRAIN_ITERS = 2000
+_C.MODEL.VRSP.SHAPE_PRIOR.TRAIN_BATCH = 256
+_C.MODEL.VRSP.SHAPE_PRIOR.TRAIN_LR = 1e-3
 
 # ------------------------------------------------------------------------------ visualisation
 # Overlay pictures of amodal_test.py and TensorBoard (sln_amodal/engine/visualize.py).

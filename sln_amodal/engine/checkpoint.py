@@ -157,7 +157,7 @@ def load_trained_model(
     if not isinstance(categories, list) or len(categories) != cfg.MODEL.NUM_CLASSES:
         raise CheckpointError(f"{path}: categories: expected a list of MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES} "
                               f"COCO categories, got {categories!r:.200}")
-    model = build_model(cfg)
+    model = build_model(cfg, categories)
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, AttributeError) as err:

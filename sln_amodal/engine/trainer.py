@@ -110,7 +110,7 @@ class Trainer:
         self.cfg = cfg
 
         seed_all_rng(solver.SEED + self.rank)
-        self.model = build_model(cfg)
+        self.model = build_model(cfg, self.categories)
         self.model.train()
         total_batch = cfg.DATALOADER.IMS_PER_BATCH * self.world_size
         self.optimizer = build_optimizer(self.model, solver, total_batch)

@@ -7,8 +7,8 @@ branch is trained on them. Eval: class scores and per-class boxes are decoded, c
 
 Mask-branch interface
 ---------------------
-Any ``nn.Module`` with this forward plugs in (the Mask R-CNN head in ``mask_head.py``; the SLN,
-ORCNN and VRSP-Net heads later)::
+Any ``nn.Module`` with this forward plugs in (``mask_head.py`` Mask R-CNN, ``sln_head.py`` SLN,
+``orcnn_head.py`` ORCNN, ``vrsp_head.py`` VRSP-Net)::
 
     forward(features, rois, image_sizes, targets=None)
 
@@ -24,7 +24,8 @@ ORCNN and VRSP-Net heads later)::
 
     returns      training: dict of scalar losses, names starting with "loss_".
                  eval: one dict per image whose tensors have one row per detection; the RoI
-                 heads merge it into that image's detections. 4-D values (R_i, K, M, M) are maps on
+                 heads merge it into that image's detections (a ``scores`` entry replaces the box
+                 branch's scores, as VRSP-Net's rescoring does). 4-D values (R_i, K, M, M) are maps on
                  the RoI grid: the image transform pastes them into the original image as
                  (R_i, K, H, W); other values pass through unchanged.
 
