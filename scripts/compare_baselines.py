@@ -1,7 +1,7 @@
 """Train the SLN and every baseline on the same synthetic split with the same budget and seed, score
 them with the same evaluator, and write a markdown table (and JSON) of the results.
 
-    python scripts/compare_baselines.py --out output/compare [--iters 800] [--methods sln orcnn ...]
+    python scripts/compare_baselines.py --out output/compare [--iters 800] [--methods sln orcnn ...] [KEY VALUE ...]
 
 The methods run at quickstart scale (their ``quickstart*.yaml`` configs: ResNet-18-GN from scratch,
 128 x 128 images); the synthetic dataset is generated into --dataset when missing. VRSP-Net's
@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="synthetic dataset folder, generated with the quickstart's SYNTHETIC settings if missing")
     parser.add_argument("--iters", type=int, default=800, help="training iterations of every method")
     parser.add_argument("--methods", nargs="+", choices=[m.key for m in METHODS], default=[m.key for m in METHODS])
+    parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
+                        help="config overrides applied to every method (after the shared schedule)")
     return parser.parse_args(argv)
 
 
@@ -99,14 +101,14 @@ def build_method_codebook(cfg, dataset: str, path: str) -> float:
 
 def run_method(method: Method, args: argparse.Namespace) -> dict:
     folder = os.path.join(args.out, method.key)
-    overrides = schedule_overrides(args.iters)
+    config = os.path.join(CONFIG_DIR, method.config)
+    overrides = schedule_overrides(args.iters) + args.overrides
     row = {"method": method.title, "config": method.config, "iters": args.iters}
     if method.needs_codebook:
         codebook = os.path.join(folder, "shape_prior.pth")
+        row["codebook_s"] = build_method_codebook(load_config(config, overrides), args.dataset, codebook)
         overrides += ["MODEL.VRSP.SHAPE_PRIOR.FILE", codebook]
-        cfg = load_config(os.path.join(CONFIG_DIR, method.config), overrides[:-2])
-        row["codebook_s"] = build_method_codebook(cfg, args.dataset, codebook)
-    cfg = load_config(os.path.join(CONFIG_DIR, method.config), overrides)
+    cfg = load_config(config, overrides)
 
     print(f"[compare] {method.title}: training {args.iters} iterations")
     started = time.perf_counter()
