@@ -13,7 +13,10 @@ from sln_amodal.engine.trainer import train
 from sln_amodal.evaluation import AmodalEvaluator
 from sln_amodal.evaluation.detections import detections_from_results
 
-ITERATIONS = 150
+# The sem-dist regression must get finer than the 0.14 between a visible border pixel's target
+# (K - 0.5 + 0.5 / tau) and the visible threshold (K - 0.5) before visible masks stop eroding:
+# at 150 iterations amodal AP50 is already 1.0 but visible AP50 0.0; at 450, 1.0 and 0.87.
+ITERATIONS = 450
 TINY_SLN = [
     "MODEL.ROI_MASK_HEAD.NAME", "SLNHead",
     "MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.NORM", "GN", "MODEL.BACKBONE.TRAINABLE_LAYERS", "5",
@@ -55,3 +58,4 @@ def test_tiny_sln_overfits_four_synthetic_images(tmp_path):
     assert metrics["amodal"]["all"]["AP50"] >= 0.9, metrics["amodal"]["all"]
     assert metrics["visible"]["AP50"] >= 0.5, metrics["visible"]
     assert metrics["depth_order"]["matched_pairs"] > 0
+    assert metrics["depth_order"]["accuracy"] >= 0.5, metrics["depth_order"]
