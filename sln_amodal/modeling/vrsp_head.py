@@ -157,19 +157,28 @@ class VRSPHead(AmodalVisibleHead):
     def refines_amodal(self) -> bool:
         return self.cross_task_refinement or self.prior_fusion is not None
 
-    def with_shape_prior(self, features: Tensor, coarse_amodal: Tensor, labels: Tensor) -> Tensor:
-        """SPRef: the amodal network's input with the k nearest shapes of the coarse amodal mask."""
+    def prior_shapes(self, coarse_amodal: Tensor, labels: Tensor) -> Optional[Tensor]:
+        """SPRef's (R, k, P, P) k nearest codebook shapes of the coarse amodal masks, pooled to the
+        feature grid; None without SPRef."""
         if self.prior_fusion is None:
-            return features
+            return None
         if not self.shape_prior.has_codebook:
             raise RuntimeError("shape-prior refinement needs a codebook: build one with scripts/build_shape_codebook.py "
                                "and name it in MODEL.VRSP.SHAPE_PRIOR.FILE")
         with torch.no_grad():
             probabilities = select_class_maps(coarse_amodal, labels).sigmoid()
             shapes = self.shape_prior.nearest_shapes(probabilities, labels, self.shape_prior_k)  # (R, k, M, M)
-        return self.prior_fusion(torch.cat([features, pool_to_features(shapes).to(features.dtype)], dim=1))
+        return pool_to_features(shapes)
 
-    def refine(self, x: Tensor, amodal0: Tensor, visible0: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def with_shape_prior(self, features: Tensor, shapes: Optional[Tensor]) -> Tensor:
+        """The amodal network's input: ``features`` fused with the ``prior_shapes`` (unchanged without SPRef)."""
+        if shapes is None:
+            return features
+        return self.prior_fusion(torch.cat([features, shapes.to(features.dtype)], dim=1))
+
+    def refine(
+        self, x: Tensor, amodal0: Tensor, visible0: Tensor, labels: Tensor, shapes: Optional[Tensor]
+    ) -> tuple[Tensor, Tensor]:
         """The final (amodal, visible) logits from the coarse ones (stages 2 and 3 of the module docstring)."""
         if not self.refines_amodal:
             return amodal0, visible0
@@ -178,7 +187,7 @@ class VRSPHead(AmodalVisibleHead):
             amodal_input = x * mask_attention(visible1, labels)
         else:
             visible1, amodal_input = visible0, x
-        return self.amodal_fcn(self.with_shape_prior(amodal_input, amodal0, labels)), visible1
+        return self.amodal_fcn(self.with_shape_prior(amodal_input, shapes)), visible1
 
     def forward(
         self,
@@ -191,7 +200,8 @@ class VRSPHead(AmodalVisibleHead):
         labels = torch.cat(rois.labels)
         amodal0, amodal0_features = self.amodal_fcn.forward_with_features(x)
         visible0, visible0_features = self.visible_fcn.forward_with_features(x)
-        amodal1, visible1 = self.refine(x, amodal0, visible0, labels)
+        shapes = self.prior_shapes(amodal0, labels)
+        amodal1, visible1 = self.refine(x, amodal0, visible0, labels, shapes)
         if not self.training:
             scores = self.rescore(torch.cat(rois.scores), x, amodal1, visible1, labels)
             return self.predictions(amodal1, visible1, rois, scores=scores)
@@ -210,7 +220,7 @@ class VRSPHead(AmodalVisibleHead):
                 visible_weight = binary_iou(select_class_maps(amodal0, labels) > 0, gt_amodal >= 0.5)
             losses["loss_amodal_refined"] = class_mask_loss(amodal1, labels, gt_amodal, amodal_weight)
             losses["loss_visible_refined"] = class_mask_loss(visible1, labels, gt_visible, visible_weight)
-            losses.update(self.gt_attention_losses(x, labels, gt_amodal, gt_visible, amodal0,
+            losses.update(self.gt_attention_losses(x, labels, gt_amodal, gt_visible, shapes,
                                                    [amodal0_features, visible0_features]))
         elif self.refines_amodal:
             losses["loss_amodal_refined"] = class_mask_loss(amodal1, labels, gt_amodal)
@@ -223,11 +233,12 @@ class VRSPHead(AmodalVisibleHead):
         return losses
 
     def gt_attention_losses(
-        self, x: Tensor, labels: Tensor, gt_amodal: Tensor, gt_visible: Tensor, amodal0: Tensor,
+        self, x: Tensor, labels: Tensor, gt_amodal: Tensor, gt_visible: Tensor, shapes: Optional[Tensor],
         coarse_features: list[list[Tensor]],
     ) -> dict[str, Tensor]:
-        """The GT-attention pass (A2, V2) and, with FM, the coarse features matched to it."""
-        amodal_input = self.with_shape_prior(x * pool_to_features(gt_visible), amodal0, labels)
+        """The GT-attention pass (A2, V2, the amodal one with the same prior shapes as A1) and, with FM,
+        the coarse features matched to it."""
+        amodal_input = self.with_shape_prior(x * pool_to_features(gt_visible), shapes)
         amodal2, amodal2_features = self.amodal_fcn.forward_with_features(amodal_input)
         visible2, visible2_features = self.visible_fcn.forward_with_features(x * pool_to_features(gt_amodal))
         amodal_weight, visible_weight = self.gt_attention_weights
