@@ -106,7 +106,7 @@ class AmodalDataset(torch.utils.data.Dataset):
         index, image = self._first_readable(index)
         record = self.records[index]
         image = torch.from_numpy(image).permute(2, 0, 1).contiguous()
-        return self.transforms(image, self._target(record), item_rng(self.seed, epoch, index))
+        return self.transforms(image, image_target(record, self.label_of), item_rng(self.seed, epoch, index))
 
     def _path(self, record: ImageRecord) -> str:
         return os.path.join(self.image_root, record.file_name)
@@ -135,30 +135,34 @@ class AmodalDataset(torch.utils.data.Dataset):
             return candidate, image
         raise AnnotationError(self.image_root, "images", "no image of the dataset can be read")
 
-    def _target(self, record: ImageRecord) -> dict:
-        kept = [i for i, obj in enumerate(record.objects) if not obj.iscrowd]
-        objects = [record.objects[i] for i in kept]
-        position = {old: new for new, old in enumerate(kept)}
-        constraints = [(position[f], position[b]) for f, b in record.depth_constraints
-                       if f in position and b in position]
-        height, width = record.height, record.width
-        boxes = torch.tensor([obj.bbox for obj in objects], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
-        return {
-            "boxes": boxes,
-            "labels": torch.tensor([self.label_of[obj.category_id] for obj in objects], dtype=torch.int64),
-            "amodal_masks": _mask_tensor([obj.amodal for obj in objects], height, width),
-            "visible_masks": _mask_tensor([obj.visible for obj in objects], height, width),
-            "depth_rank": torch.tensor(
-                [UNKNOWN_DEPTH_RANK if obj.depth_rank is None else obj.depth_rank for obj in objects],
-                dtype=torch.int64),
-            "depth_constraints": torch.tensor(constraints, dtype=torch.int64).reshape(-1, 2),
-            "occlude_rate": torch.tensor([obj.occlude_rate for obj in objects], dtype=torch.float32),
-            "is_stuff": torch.tensor([obj.is_stuff for obj in objects], dtype=torch.bool),
-            "image_id": record.image_id,
-            "orig_size": (height, width),
-            "file_name": record.file_name,
-        }
+
+def image_target(record: ImageRecord, label_of: dict[int, int]) -> dict:
+    """The training target of one image: its non-crowd objects' boxes (xyxy), labels (``label_of``:
+    category id -> 1..C), amodal and visible masks (G, H, W), depth ranks and constraints, occlusion
+    rates, stuff flags, and the image's id, size and file name."""
+    kept = [i for i, obj in enumerate(record.objects) if not obj.iscrowd]
+    objects = [record.objects[i] for i in kept]
+    position = {old: new for new, old in enumerate(kept)}
+    constraints = [(position[f], position[b]) for f, b in record.depth_constraints
+                   if f in position and b in position]
+    height, width = record.height, record.width
+    boxes = torch.tensor([obj.bbox for obj in objects], dtype=torch.float32).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+    return {
+        "boxes": boxes,
+        "labels": torch.tensor([label_of[obj.category_id] for obj in objects], dtype=torch.int64),
+        "amodal_masks": _mask_tensor([obj.amodal for obj in objects], height, width),
+        "visible_masks": _mask_tensor([obj.visible for obj in objects], height, width),
+        "depth_rank": torch.tensor(
+            [UNKNOWN_DEPTH_RANK if obj.depth_rank is None else obj.depth_rank for obj in objects],
+            dtype=torch.int64),
+        "depth_constraints": torch.tensor(constraints, dtype=torch.int64).reshape(-1, 2),
+        "occlude_rate": torch.tensor([obj.occlude_rate for obj in objects], dtype=torch.float32),
+        "is_stuff": torch.tensor([obj.is_stuff for obj in objects], dtype=torch.bool),
+        "image_id": record.image_id,
+        "orig_size": (height, width),
+        "file_name": record.file_name,
+    }
 
 
 def _mask_tensor(rles: list[dict], height: int, width: int) -> torch.Tensor:

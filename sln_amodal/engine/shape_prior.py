@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..config import CfgNode
+from ..data.dataset import image_target
 from ..data.records import AnnotationSet
 from ..modeling.build import build_shape_prior
 from ..modeling.mask_head import UPSAMPLE_FACTOR, crop_masks_to_boxes
@@ -26,7 +26,6 @@ from ..modeling.shape_prior import (
     kmeans,
     reconstruction_loss,
 )
-from ..structures.masks import decode_rle
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +35,13 @@ def training_shapes(annotations: AnnotationSet, mask_size: int) -> tuple[torch.T
     label_of = annotations.contiguous_ids()
     shapes, labels = [], []
     for record in tqdm(annotations.records, desc="shapes", unit="image"):
-        objects = [o for o in record.objects if not o.iscrowd]
-        if not objects:
+        target = image_target(record, label_of)
+        count = len(target["labels"])
+        if count == 0:
             continue
-        masks = torch.from_numpy(np.stack([decode_rle(o.amodal) for o in objects]))
-        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (o.bbox for o in objects)], dtype=torch.float32)
-        cropped = crop_masks_to_boxes(masks, boxes, torch.arange(len(objects)), mask_size)
+        cropped = crop_masks_to_boxes(target["amodal_masks"], target["boxes"], torch.arange(count), mask_size)
         shapes.append((cropped >= 0.5).float())
-        labels.append(torch.tensor([label_of[o.category_id] for o in objects]))
+        labels.append(target["labels"])
     if not shapes:
         raise ValueError("the training split has no (non-crowd) objects to build shapes from")
     return torch.cat(shapes), torch.cat(labels)
