@@ -85,6 +85,17 @@ def test_count_true_is_exact_beyond_the_uint8_range():
     assert torch.equal(count_true(masks[:0], dim=0), torch.zeros((3, 4), dtype=torch.long))
 
 
+def test_count_true_counts_pixels_of_each_mask_along_a_long_dimension():
+    generator = torch.Generator().manual_seed(1)
+    masks = torch.rand((5, 2 * 255 + 17), generator=generator) < 0.7  # two whole blocks and a remainder
+    masks[0] = True
+    assert torch.equal(count_true(masks, dim=1), masks.sum(dim=1))
+    assert torch.equal(count_true(masks, dim=-1), masks.sum(dim=1))
+    assert count_true(masks, dim=1)[0] == masks.shape[1]
+    strided = masks.T.contiguous().T  # the same values, not contiguous along the counted dimension
+    assert torch.equal(count_true(strided, dim=1), masks.sum(dim=1))
+
+
 def test_hidden_by_two_objects_is_clamped_when_k_is_two():
     amodal, visible, in_front = staircase()
     assert instance_layering_maps(amodal, visible, in_front, num_layers=3)[2, 4, 4] == 3

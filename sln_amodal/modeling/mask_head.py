@@ -102,22 +102,23 @@ def mask_outputs(
 
     The visible mask is kept inside the amodal one, and the depth ranks follow the visible-overlap
     rule (SPEC section 6), ties by score. A head with one mask passes the same tensor twice: amodal
-    == visible orders no pair, so the pairwise overlaps are not computed.
+    == visible occludes nothing and orders no pair, so neither is computed from the masks.
     """
     amodal_masks = amodal >= mask_thresh
-    one_mask = visible is amodal
-    visible_masks = amodal_masks if one_mask else (visible >= mask_thresh) & amodal_masks
     num = len(amodal_masks)
-    in_front = (
-        torch.zeros(num, num, dtype=torch.bool, device=amodal.device)
-        if one_mask
-        else order_from_visible_overlap(amodal_masks, visible_masks)
-    )
+    if visible is amodal:
+        visible_masks = amodal_masks
+        occlude_rate = torch.zeros(num, device=amodal.device)
+        in_front = torch.zeros(num, num, dtype=torch.bool, device=amodal.device)
+    else:
+        visible_masks = (visible >= mask_thresh) & amodal_masks
+        occlude_rate = occlusion_rate(amodal_masks, visible_masks)
+        in_front = order_from_visible_overlap(amodal_masks, visible_masks)
     return {
         **detection,
         "amodal_masks": amodal_masks,
         "visible_masks": visible_masks,
-        "occlude_rate": occlusion_rate(amodal_masks, visible_masks),
+        "occlude_rate": occlude_rate,
         "depth_rank": depth_ranks_from_order(in_front, detection["scores"]),
     }
 
