@@ -10,6 +10,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image as torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign as TorchvisionMultiScaleRoIAlign
 from torchvision.ops import box_iou
+from torchvision.ops import roi_align as torchvision_roi_align
 from torchvision.ops.poolers import LevelMapper
 
 from maskrcnn_testing import scenes, small_config
@@ -19,8 +20,9 @@ from sln_amodal.modeling.box_coder import BoxCoder
 from sln_amodal.modeling.build import build_image_transform, build_mask_rcnn_head
 from sln_amodal.modeling.image_transform import paste_masks_in_image
 from sln_amodal.modeling.matcher import Matcher
-from sln_amodal.modeling.norm import FrozenBatchNorm2d
+from sln_amodal.modeling.norm import FrozenBatchNorm2d, conv_norm
 from sln_amodal.modeling.poolers import MultiScaleRoIAlign, assign_boxes_to_levels
+from sln_amodal.modeling.roi_align import roi_align
 
 ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
 RATIOS = ((0.5, 1.0, 2.0),)
@@ -79,6 +81,24 @@ def test_level_mapping_and_pooling_match_torchvision():
     ours = MultiScaleRoIAlign(list(features), [4, 8, 16, 32], 7, 2, 224, 4, aligned=False)
     reference = TorchvisionMultiScaleRoIAlign(list(features), 7, 2)
     torch.testing.assert_close(ours(features, per_image), reference(features, per_image, [(600, 700), (640, 704)]))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("num_rois", [0, 1, 2, 37])
+def test_roi_align_spread_over_threads_matches_torchvision(threads, num_rois):
+    torch.set_num_threads(threads)  # the fixture restores the count
+    g = torch.Generator().manual_seed(num_rois)
+    features = torch.randn(2, 8, 30, 40, generator=g, requires_grad=True)
+    boxes = random_boxes(g, num_rois, 150, 110, min_size=2.0)
+    rois = torch.cat([torch.randint(0, 2, (num_rois, 1), generator=g).float(), boxes], dim=1)
+    for sampling_ratio, aligned in [(2, False), (0, True)]:
+        expected = torchvision_roi_align(features, rois, (7, 7), 0.25, sampling_ratio, aligned)
+        actual = roi_align(features, rois, (7, 7), 0.25, sampling_ratio, aligned)
+        assert torch.equal(actual, expected)  # each RoI's output comes from the same kernel
+        weights = torch.randn(expected.shape, generator=g)
+        (expected_grad,) = torch.autograd.grad((expected * weights).sum(), features)
+        (actual_grad,) = torch.autograd.grad((actual * weights).sum(), features)
+        torch.testing.assert_close(actual_grad, expected_grad, atol=1e-5, rtol=1e-5)
 
 
 def test_matcher_matches_torchvision_including_low_quality_matches():
@@ -176,6 +196,24 @@ def test_class_agnostic_heads_train_and_predict():
         assert 0 < count <= cfg.MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE
         assert detection["masks"].shape == (count, 1, *image.shape[-2:])
         assert detection["labels"].min() >= 1 and detection["labels"].max() <= cfg.MODEL.NUM_CLASSES
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_frozen_batch_norm_folds_into_the_convolution_in_eval_mode(bias):
+    g = torch.Generator().manual_seed(3)
+    conv = torch.nn.Conv2d(8, 6, 3, stride=2, padding=1, groups=2, bias=bias)
+    norm = FrozenBatchNorm2d(6, eps=1e-5)
+    for buffer in (norm.weight, norm.bias, norm.running_mean):
+        buffer.copy_(torch.randn(6, generator=g))
+    norm.running_var.copy_(torch.rand(6, generator=g) + 0.1)
+    x = torch.randn(2, 8, 9, 11, generator=g)
+    expected = norm(conv(x))
+    assert torch.equal(conv_norm(conv, norm, x), expected)  # training: the two steps as they are
+    norm.eval()
+    torch.testing.assert_close(conv_norm(conv, norm, x), expected, atol=1e-5, rtol=1e-5)
+    folded = conv_norm(conv, norm, x.requires_grad_())  # the fold stays differentiable
+    folded.sum().backward()
+    assert conv.weight.grad is not None and x.grad is not None
 
 
 @pytest.mark.parametrize("norm", ["BN", "GN"])

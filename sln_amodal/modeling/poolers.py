@@ -10,7 +10,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import box_area, roi_align
+from torchvision.ops import box_area
+
+from .roi_align import roi_align
 
 # Nudges log2 of an exact power-of-two box size up before the floor, so float error cannot drop
 # it one level (torchvision's value).

@@ -17,13 +17,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
 from ..layering import decode_detections, resolve_depth_order, roi_layering_targets
 from .global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
 from .layers import conv_stack, init_predictor, init_trunk
 from .mask_head import UPSAMPLE_FACTOR, select_class_maps
 from .poolers import MultiScaleRoIAlign, boxes_to_rois
+from .roi_align import roi_align
 from .roi_heads import RoIBatch
 
 

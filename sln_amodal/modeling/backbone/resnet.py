@@ -6,11 +6,9 @@ four stages res2..res5 (strides 4, 8, 16, 32) for the FPN; it has no classifier.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import Tensor, nn
 
-from ..norm import build_norm
+from ..norm import build_norm, conv_norm
 
 STEM_CHANNELS = 64
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
@@ -36,8 +34,8 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self.norm2(self.conv2(out))
+        out = self.relu(conv_norm(self.conv1, self.norm1, x))
+        out = conv_norm(self.conv2, self.norm2, out)
         # The projection runs last so its output is not held through the main path.
         out += x if self.shortcut is None else self.shortcut(x)
         return self.relu(out)
@@ -61,23 +59,30 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self.relu(self.norm2(self.conv2(out)))
-        out = self.norm3(self.conv3(out))
+        out = self.relu(conv_norm(self.conv1, self.norm1, x))
+        out = self.relu(conv_norm(self.conv2, self.norm2, out))
+        out = conv_norm(self.conv3, self.norm3, out)
         out += x if self.shortcut is None else self.shortcut(x)
         return self.relu(out)
 
 
-def _shortcut(in_channels: int, out_channels: int, stride: int, make_norm) -> nn.Module | None:
-    """A strided 1x1 projection where the block changes shape; the identity (None) otherwise."""
+class Projection(nn.Module):
+    """A strided 1x1 convolution and its norm: the shortcut of a block that changes shape."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, make_norm):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+        self.norm = make_norm(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_norm(self.conv, self.norm, x)
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int, make_norm) -> Projection | None:
+    """The projection where the block changes shape; the identity (None) otherwise."""
     if stride == 1 and in_channels == out_channels:
         return None
-    return nn.Sequential(
-        OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-            norm=make_norm(out_channels),
-        )
-    )
+    return Projection(in_channels, out_channels, stride, make_norm)
 
 
 RESNET_SPECS = {
@@ -99,7 +104,7 @@ class Stem(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.pool(self.relu(self.norm(self.conv(x))))
+        return self.pool(self.relu(conv_norm(self.conv, self.norm, x)))
 
 
 class ResNet(nn.Module):
