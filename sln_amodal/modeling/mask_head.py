@@ -13,10 +13,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import roi_align
 
 from ..layering import depth_ranks_from_order, occlusion_rate, order_from_visible_overlap
 from .poolers import MultiScaleRoIAlign
+from .roi_align import ADAPTIVE_SAMPLING, roi_align
 from .roi_heads import RoIBatch
 
 UPSAMPLE_FACTOR = 2  # the deconvolution doubles the pooled resolution (14 -> 28)
@@ -29,7 +29,8 @@ def crop_masks_to_boxes(masks: Tensor, boxes: Tensor, mask_index: Tensor, size: 
     Returns: (R, size, size) float values in [0, 1] (the covered fraction of each bin).
     """
     rois = torch.cat([mask_index[:, None].to(boxes.dtype), boxes], dim=1)
-    return roi_align(masks[:, None].to(boxes.dtype), rois, (size, size), spatial_scale=1.0)[:, 0]
+    pixels = masks[:, None].to(boxes.dtype)  # (G, 1, H, W)
+    return roi_align(pixels, rois, (size, size), 1.0, ADAPTIVE_SAMPLING, aligned=False)[:, 0]
 
 
 def roi_mask_targets(rois: RoIBatch, gt_masks: list[Tensor], size: int) -> Tensor:

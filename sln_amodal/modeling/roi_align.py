@@ -18,6 +18,9 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align as torchvision_roi_align
 
+# sampling_ratio <= 0: as many sampling points per bin side as the bin is pixels long (rounded up).
+ADAPTIVE_SAMPLING = -1
+
 _pools: dict[int, ThreadPoolExecutor] = {}  # by number of workers
 
 

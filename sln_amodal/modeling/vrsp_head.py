@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..layering import count_true
 from .amodal_visible_head import AmodalVisibleHead
 from .mask_head import UPSAMPLE_FACTOR, class_mask_loss, roi_mask_targets, select_class_maps
 from .poolers import MultiScaleRoIAlign
@@ -57,8 +58,8 @@ def pool_to_features(masks: Tensor) -> Tensor:
 
 def binary_iou(predicted: Tensor, target: Tensor) -> Tensor:
     """(R,) IoU of (R, M, M) bool masks; 0 where both are empty."""
-    intersection = (predicted & target).flatten(1).sum(dim=1)
-    union = (predicted | target).flatten(1).sum(dim=1)
+    intersection = count_true((predicted & target).flatten(1), dim=1)
+    union = count_true((predicted | target).flatten(1), dim=1)
     return torch.where(union > 0, intersection / union.clamp(min=1), 0.0)
 
 
