@@ -163,3 +163,40 @@ def test_config_and_validation():
         _params(min_objects=4, max_objects=2)
     with pytest.raises(ValueError, match="seed"):
         scene_rng(-1, "train", 0)
+
+
+def _preset(name):
+    return scene_params_from_config(load_config(os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml",
+                                                             f"synthetic_{name}.yaml")))
+
+
+def test_hard_preset_is_the_default_look():
+    assert _preset("hard") == scene_params_from_config(load_config())
+
+
+def test_easy_preset_draws_flat_convex_shapes_that_still_overlap():
+    params = _preset("easy")
+    assert params.shapes == ("ellipse", "rectangle", "triangle")
+    assert [c["name"] for c in synthetic_categories(params.shapes)] == list(params.shapes)
+    rates = []
+    for index in range(40):
+        image, objects = generate_scene(scene_rng(0, "train", index), params)
+        covered = np.any([obj.amodal for obj in objects], axis=0)
+        background = image[~covered].astype(float)
+        # Flat fills: one colour per region, up to the grain and sensor noise.
+        assert background.std(axis=0).max() < 0.06 * 255
+        for obj in objects:
+            assert 1 <= obj.category_id <= 3
+            assert image[obj.visible].astype(float).std(axis=0).max() < 0.06 * 255
+            rates.append(1.0 - obj.visible.sum() / obj.amodal.sum())
+    rates = np.array(rates)
+    assert (rates > 0).mean() >= 0.3 and rates.mean() >= 0.15  # what the quickstart promises
+
+
+def test_scene_params_reject_unknown_fills_and_shapes():
+    with pytest.raises(ValueError, match="shapes"):
+        _params(shapes=("ellipse", "hexagon"))
+    with pytest.raises(ValueError, match="backgrounds"):
+        _params(backgrounds=())
+    with pytest.raises(ValueError, match="textures"):
+        _params(textures=("flat", "flat"))

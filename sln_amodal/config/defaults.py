@@ -53,6 +53,13 @@ _C.SYNTHETIC.MIN_OBJECT_SIZE = 0.1
 _C.SYNTHETIC.MAX_OBJECT_SIZE = 0.3
 # Objects left with fewer visible pixels are not drawn at all (no object is ever fully hidden).
 _C.SYNTHETIC.MIN_VISIBLE_AREA = 16
+# The classes (category id = position + 1) among ellipse, rectangle, triangle, star, ring, cross.
+_C.SYNTHETIC.SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")
+# What each image's background and each object's fill is drawn from (one picked at random):
+# backgrounds among flat, gradient, smooth_noise, photo, texture; fills among flat, stripes,
+# checker, texture. The difficulty presets (yaml/synthetic_{easy,hard}.yaml) set these together.
+_C.SYNTHETIC.BACKGROUNDS = ("gradient", "smooth_noise", "photo", "texture")
+_C.SYNTHETIC.TEXTURES = ("flat", "stripes", "checker", "texture")
 
 # -------------------------------------------------------------------------------------- model
 _C.MODEL = CfgNode()
@@ -157,6 +164,11 @@ _C.MODEL.SLN.GLOBAL_CONV_DIMS = (128, 128)
 # Instance layering trunk on the RoI features (+ the RoI crop of the global layering output);
 # its 2x deconvolution turns the mask pooler's 14 x 14 into the ROI_RESOLUTION grid.
 _C.MODEL.SLN.INSTANCE_CONV_DIMS = (256, 256, 256, 256)
+# One dilation per instance convolution (empty: none): how far each RoI cell sees.
+_C.MODEL.SLN.INSTANCE_CONV_DILATIONS = ()
+# What the instance trunk also reads at every cell: "" nothing, "mean" the RoI's mean pooled
+# feature, "single_layer" its mean over the cells the global layering calls covered once (G = 1).
+_C.MODEL.SLN.INSTANCE_ROI_CONTEXT = ""
 _C.MODEL.SLN.DECONV_DIM = 256
 # Sem-dist trunk on the instance features + the softmax of the instance layering logits.
 _C.MODEL.SLN.SEM_DIST_CONV_DIMS = (128, 128)
@@ -166,6 +178,9 @@ _C.MODEL.SLN.SMOOTH_L1_BETA = 0.1  # of the sem-dist regression (S spans 0..K)
 _C.MODEL.SLN.GLOBAL_LOSS_WEIGHT = 1.0
 _C.MODEL.SLN.INSTANCE_LOSS_WEIGHT = 1.0
 _C.MODEL.SLN.SEM_DIST_LOSS_WEIGHT = 1.0
+# Weight, in the instance layering and sem-dist losses, of the RoI cells of an object that another
+# object's amodal mask also covers (where visible vs hidden is decided); the other cells weigh 1.
+_C.MODEL.SLN.OVERLAP_CELL_WEIGHT = 1.0
 
 # VRSP-Net (Xiao et al., AAAI 2021; MODEL.ROI_MASK_HEAD.NAME VRSPHead): each switch is one token of
 # the upstream config names (parallel_CtRef_VAR_SPRef_SPRet_FM); all off is the "parallel" head, an

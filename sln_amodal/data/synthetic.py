@@ -22,7 +22,7 @@ from .readers.amodal_coco import write_amodal_coco
 from .readers.common import build_object
 from .records import AnnotationSet, DropLog, ImageRecord
 
-SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")  # category id = position + 1
+SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")  # every shape the generator can draw
 SPLIT_STREAMS = {"train": 0, "val": 1}  # keeps the train and val scenes of one seed independent
 
 # Shape geometry, in units of the object's radius.
@@ -60,6 +60,9 @@ class SceneParams:
     min_object_size: float  # object radius, as a fraction of the image's short side
     max_object_size: float
     min_visible_area: int  # objects with fewer visible pixels are left out of the scene
+    shapes: tuple[str, ...] = SHAPES  # the classes: category id = position + 1
+    backgrounds: tuple[str, ...] = ("gradient", "smooth_noise", "photo", "texture")  # keys of BACKGROUNDS
+    textures: tuple[str, ...] = ("flat", "stripes", "checker", "texture")  # keys of TEXTURES
 
     def __post_init__(self):
         if self.height < 1 or self.width < 1:
@@ -73,6 +76,11 @@ class SceneParams:
                 f"need 0 < min_object_size <= max_object_size, got {self.min_object_size}, {self.max_object_size}")
         if self.min_visible_area < 1:
             raise ValueError(f"min_visible_area must be at least 1 pixel, got {self.min_visible_area}")
+        for field, chosen, known in (("shapes", self.shapes, SHAPES), ("backgrounds", self.backgrounds, BACKGROUNDS),
+                                     ("textures", self.textures, TEXTURES)):
+            unknown = [name for name in chosen if name not in known]
+            if not chosen or unknown or len(set(chosen)) != len(chosen):
+                raise ValueError(f"{field} must be distinct names among {sorted(known)}, got {list(chosen)}")
 
 
 def scene_params_from_config(cfg) -> SceneParams:
@@ -81,7 +89,8 @@ def scene_params_from_config(cfg) -> SceneParams:
     return SceneParams(
         height=int(height), width=int(width), min_objects=s.MIN_OBJECTS, max_objects=s.MAX_OBJECTS,
         occlusion=s.OCCLUSION, min_object_size=s.MIN_OBJECT_SIZE, max_object_size=s.MAX_OBJECT_SIZE,
-        min_visible_area=s.MIN_VISIBLE_AREA,
+        min_visible_area=s.MIN_VISIBLE_AREA, shapes=tuple(s.SHAPES), backgrounds=tuple(s.BACKGROUNDS),
+        textures=tuple(s.TEXTURES),
     )
 
 
@@ -104,8 +113,8 @@ class _Placement:
     inner: float | None  # see INNER_RATIO_RANGES
 
 
-def synthetic_categories() -> list[dict]:
-    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPES)]
+def synthetic_categories(shapes: tuple[str, ...] = SHAPES) -> list[dict]:
+    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(shapes)]
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -129,17 +138,17 @@ def generate_scene(rng: np.random.Generator, params: SceneParams) -> tuple[np.nd
     amodal = amodal[keep]
     visible = _visible_masks(amodal)
 
-    image = _background(rng, params.height, params.width)
+    image = _pick(rng, BACKGROUNDS, params.backgrounds)(rng, params.height, params.width)
     for mask in amodal:
         rows, cols = _bounding_slices(mask)
         inside = mask[rows, cols]
-        image[rows, cols][inside] = _object_texture(rng, *inside.shape)[inside]
+        image[rows, cols][inside] = _pick(rng, TEXTURES, params.textures)(rng, *inside.shape)[inside]
     image += SENSOR_NOISE_STD * rng.standard_normal(image.shape, dtype=np.float32)
     image = np.rint(np.clip(image, 0.0, 1.0) * np.iinfo(np.uint8).max).astype(np.uint8)
 
     count = len(placements)
     objects = [
-        SyntheticObject(SHAPES.index(p.shape) + 1, amodal[i], visible[i], depth_rank=count - i)
+        SyntheticObject(params.shapes.index(p.shape) + 1, amodal[i], visible[i], depth_rank=count - i)
         for i, p in enumerate(placements)
     ]
     return image, objects[::-1]
@@ -164,7 +173,7 @@ def write_synthetic_dataset(
             Image.fromarray(image).save(
                 os.path.join(out_dir, "images", file_name), format="PNG", compress_level=PNG_COMPRESS_LEVEL)
             records.append(_record(log, index + 1, file_name, objects, params))
-        splits[split] = AnnotationSet(categories=synthetic_categories(), records=records)
+        splits[split] = AnnotationSet(categories=synthetic_categories(params.shapes), records=records)
         write_amodal_coco(splits[split], os.path.join(out_dir, "annotations", f"{split}.json"))
     return splits
 
@@ -186,7 +195,7 @@ def _place_objects(rng: np.random.Generator, num_objects: int, params: ScenePara
     short_side = min(params.height, params.width)
     placements: list[_Placement] = []
     for _ in range(num_objects):
-        shape = SHAPES[rng.integers(len(SHAPES))]
+        shape = params.shapes[rng.integers(len(params.shapes))]
         radius = rng.uniform(params.min_object_size, params.max_object_size) * short_side
         anywhere = rng.uniform((0.0, 0.0), (params.width - 1, params.height - 1))
         if placements:
@@ -259,14 +268,8 @@ def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice]:
 
 # ------------------------------------------------------------------------------------ textures
 # Every texture maker takes (rng, height, width) and returns an H x W x 3 float32 image.
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    makers = (_gradient, _smooth_noise, _photo, _tinted_texture)
-    return makers[rng.integers(len(makers))](rng, height, width)
-
-
-def _object_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    makers = (_flat_colour, _stripes, _checker, _tinted_texture)
-    return makers[rng.integers(len(makers))](rng, height, width)
+def _pick(rng: np.random.Generator, makers: dict, chosen: tuple[str, ...]):
+    return makers[chosen[rng.integers(len(chosen))]]
 
 
 def _flat_colour(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -341,6 +344,11 @@ def _sample_crop(rng: np.random.Generator, name: str, height: int, width: int) -
     rows = (top + np.arange(height)) % source.shape[0]
     cols = (left + np.arange(width)) % source.shape[1]
     return source[rows[:, None], cols[None, :]]
+
+
+BACKGROUNDS = {"flat": _flat_colour, "gradient": _gradient, "smooth_noise": _smooth_noise, "photo": _photo,
+               "texture": _tinted_texture}
+TEXTURES = {"flat": _flat_colour, "stripes": _stripes, "checker": _checker, "texture": _tinted_texture}
 
 
 @functools.lru_cache(maxsize=None)
