@@ -17,6 +17,7 @@ from .targets import (
     resolve_dist_saturation,
     roi_grid_pixels,
     roi_layering_targets,
+    roi_overlap_cells,
     sem_dist_from_layers,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "resolve_dist_saturation",
     "roi_grid_pixels",
     "roi_layering_targets",
+    "roi_overlap_cells",
     "sem_dist_from_layers",
 ]

@@ -118,22 +118,26 @@ def build_sln_head(cfg: CfgNode, backbone: FPN) -> SLNHead:
         raise ConfigError(f"MODEL.SLN.GLOBAL_FEATURE: unknown FPN level {sln.GLOBAL_FEATURE!r}, "
                          f"choose from {sorted(backbone.strides)}")
     return SLNHead(
-        pooler,
-        GlobalLayeringModule(sln.GLOBAL_FEATURE, backbone.out_channels, sln.GLOBAL_CONV_DIMS, sln.NUM_LAYERS),
-        backbone.strides[sln.GLOBAL_FEATURE],
-        backbone.out_channels,
-        sln.INSTANCE_CONV_DIMS,
-        sln.DECONV_DIM,
-        sln.SEM_DIST_CONV_DIMS,
-        cfg.MODEL.NUM_CLASSES,
-        sln.CLS_AGNOSTIC,
-        sln.NUM_LAYERS,
-        resolve_dist_saturation(sln.DIST_SATURATION, sln.ROI_RESOLUTION),
-        sln.SMOOTH_L1_BETA,
-        (sln.GLOBAL_LOSS_WEIGHT, sln.INSTANCE_LOSS_WEIGHT, sln.SEM_DIST_LOSS_WEIGHT),
-        sln.AMODAL_THRESH,
-        sln.VISIBLE_MARGIN,
-        cfg.MODEL.ROI_HEADS.POOLER_ALIGNED,
+        pooler=pooler,
+        global_layering=GlobalLayeringModule(
+            sln.GLOBAL_FEATURE, backbone.out_channels, sln.GLOBAL_CONV_DIMS, sln.NUM_LAYERS),
+        global_stride=backbone.strides[sln.GLOBAL_FEATURE],
+        in_channels=backbone.out_channels,
+        instance_conv_dims=sln.INSTANCE_CONV_DIMS,
+        instance_conv_dilations=sln.INSTANCE_CONV_DILATIONS,
+        roi_context=sln.INSTANCE_ROI_CONTEXT,
+        deconv_dim=sln.DECONV_DIM,
+        sem_dist_conv_dims=sln.SEM_DIST_CONV_DIMS,
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        class_agnostic=sln.CLS_AGNOSTIC,
+        num_layers=sln.NUM_LAYERS,
+        dist_saturation=resolve_dist_saturation(sln.DIST_SATURATION, sln.ROI_RESOLUTION),
+        smooth_l1_beta=sln.SMOOTH_L1_BETA,
+        loss_weights=(sln.GLOBAL_LOSS_WEIGHT, sln.INSTANCE_LOSS_WEIGHT, sln.SEM_DIST_LOSS_WEIGHT),
+        overlap_cell_weight=sln.OVERLAP_CELL_WEIGHT,
+        amodal_thresh=sln.AMODAL_THRESH,
+        visible_margin=sln.VISIBLE_MARGIN,
+        pooler_aligned=cfg.MODEL.ROI_HEADS.POOLER_ALIGNED,
     )
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layering import decode_detections, resolve_depth_order, roi_layering_targets
+from ..layering import decode_detections, resolve_depth_order, roi_layering_targets, roi_overlap_cells
 from .global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
 from .layers import conv_stack, init_predictor, init_trunk
 from .mask_head import UPSAMPLE_FACTOR, select_class_maps
@@ -34,6 +34,9 @@ class SLNHead(nn.Module):
         global_stride: stride of the level the global layering module reads.
         in_channels: channels of the pooled FPN features.
         instance_conv_dims, deconv_dim: the instance layering trunk.
+        instance_conv_dilations: one dilation per instance convolution (empty: none); dilation
+            widens what each RoI cell sees without more computation.
+        roi_context: the instance trunk also gets the RoI's mean pooled feature at every cell.
         sem_dist_conv_dims: the sem-dist trunk.
         num_classes: foreground classes; S has one map per class (+ background) unless class-agnostic.
         class_agnostic: one S map per RoI.
@@ -41,6 +44,9 @@ class SLNHead(nn.Module):
         dist_saturation: tau of the sem-dist ramp, in RoI grid pixels.
         smooth_l1_beta: of the sem-dist regression loss.
         loss_weights: (global layering, instance layering, sem-dist).
+        overlap_cell_weight: weight, in the instance layering and sem-dist losses, of the cells of
+            the object's amodal mask that another object's amodal mask also covers (the cells
+            where visible or hidden is decided); every other cell weighs 1.
         amodal_thresh, visible_margin: decoding thresholds (amodal where S >= amodal_thresh,
             visible where S >= K - visible_margin).
         pooler_aligned: half-pixel offset of RoIAlign, as for the FPN pooler.
@@ -53,6 +59,8 @@ class SLNHead(nn.Module):
         global_stride: int,
         in_channels: int,
         instance_conv_dims: Sequence[int],
+        instance_conv_dilations: Sequence[int],
+        roi_context: str,
         deconv_dim: int,
         sem_dist_conv_dims: Sequence[int],
         num_classes: int,
@@ -61,6 +69,7 @@ class SLNHead(nn.Module):
         dist_saturation: float,
         smooth_l1_beta: float,
         loss_weights: tuple[float, float, float],
+        overlap_cell_weight: float,
         amodal_thresh: float,
         visible_margin: float,
         pooler_aligned: bool,
@@ -74,12 +83,16 @@ class SLNHead(nn.Module):
         self.dist_saturation = dist_saturation
         self.smooth_l1_beta = smooth_l1_beta
         self.loss_weights = loss_weights
+        self.overlap_cell_weight = overlap_cell_weight
         self.amodal_thresh = amodal_thresh
         self.visible_margin = visible_margin
         self.pooler_aligned = pooler_aligned
 
         layer_classes = num_layers + 1
-        self.instance_trunk, channels = conv_stack(in_channels + layer_classes, instance_conv_dims)
+        self.roi_context = roi_context
+        context_channels = in_channels if roi_context else 0  # "" or a context name
+        self.instance_trunk, channels = conv_stack(
+            in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
         self.instance_classifier = nn.Conv2d(deconv_dim, layer_classes, 1)
         self.sem_dist_trunk, channels = conv_stack(deconv_dim + layer_classes, sem_dist_conv_dims)
@@ -96,7 +109,17 @@ class SLNHead(nn.Module):
             spatial_scale=1.0 / self.global_stride, sampling_ratio=self.pooler.sampling_ratio,
             aligned=self.pooler_aligned,
         )  # (R, K+1, P, P)
-        x = self.instance_trunk(torch.cat([pooled, layering_crops.to(pooled.dtype)], dim=1))
+        inputs = [pooled, layering_crops.to(pooled.dtype)]
+        if self.roi_context == "mean":
+            # Every cell sees the RoI's mean feature beside its own: what the RoI's object looks like.
+            inputs.append(pooled.mean(dim=(2, 3), keepdim=True).expand_as(pooled))
+        elif self.roi_context == "single_layer":
+            # The mean over the cells one object covers (G = 1): mostly the RoI's own object, seen
+            # unoccluded, against which each cell can tell whether it shows the same object.
+            weights = layering_crops[:, 1:2].to(pooled.dtype)  # (R, 1, P, P) probability of G = 1
+            context = (pooled * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+            inputs.append(context.expand_as(pooled))
+        x = self.instance_trunk(torch.cat(inputs, dim=1))
         x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
         instance_logits = self.instance_classifier(x)
         sem_dist = self.sem_dist_predictor(self.sem_dist_trunk(torch.cat([x, instance_logits.softmax(dim=1)], dim=1)))
@@ -122,22 +145,26 @@ class SLNHead(nn.Module):
         global_targets = global_layering_targets(
             [t["amodal_masks"] for t in targets], batch_hw, self.global_stride, self.num_layers
         )
-        layer_targets, sem_dist_targets = self.roi_targets(rois, targets)
+        layer_targets, sem_dist_targets, overlap = self.roi_targets(rois, targets)
         weight_global, weight_instance, weight_sem_dist = self.loss_weights
         losses = {"loss_global_layering": weight_global * global_layering_loss(global_logits, global_targets)}
         if len(layer_targets) == 0:
             # No positive RoI: zeros that still depend on the parameters keep DDP's graph complete.
             zero = instance_logits.sum() * 0 + sem_dist.sum() * 0
             return {**losses, "loss_instance_layering": zero, "loss_sem_dist": zero}
-        losses["loss_instance_layering"] = weight_instance * F.cross_entropy(instance_logits, layer_targets)
-        losses["loss_sem_dist"] = weight_sem_dist * F.smooth_l1_loss(
-            sem_dist, sem_dist_targets, beta=self.smooth_l1_beta
-        )
+        # A weighted mean over the cells: the same scale as the plain mean when nothing overlaps.
+        cell_weights = torch.where(overlap & (layer_targets > 0), self.overlap_cell_weight, 1.0)  # (R, M, M)
+        cell_weights = cell_weights / cell_weights.sum()
+        instance_loss = F.cross_entropy(instance_logits, layer_targets, reduction="none")
+        sem_dist_loss = F.smooth_l1_loss(sem_dist, sem_dist_targets, beta=self.smooth_l1_beta, reduction="none")
+        losses["loss_instance_layering"] = weight_instance * (instance_loss * cell_weights).sum()
+        losses["loss_sem_dist"] = weight_sem_dist * (sem_dist_loss * cell_weights).sum()
         return losses
 
-    def roi_targets(self, rois: RoIBatch, targets: list[dict]) -> tuple[Tensor, Tensor]:
-        """L (R, M, M) int64 and S (R, M, M) float for the positive RoIs of all images, in order."""
-        layer_maps, sem_dists = [], []
+    def roi_targets(self, rois: RoIBatch, targets: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
+        """L (R, M, M) int64, S (R, M, M) float and the overlapped cells (R, M, M) bool (``G >= 2``)
+        for the positive RoIs of all images, in order."""
+        layer_maps, sem_dists, overlaps = [], [], []
         for boxes, matched, target in zip(rois.boxes, rois.matched_gt, targets):
             amodal, visible = target["amodal_masks"].bool(), target["visible_masks"].bool()
             in_front = resolve_depth_order(amodal, visible, target["depth_rank"], target["depth_constraints"])
@@ -147,7 +174,8 @@ class SLNHead(nn.Module):
             )
             layer_maps.append(layer_map)
             sem_dists.append(sem_dist)
-        return torch.cat(layer_maps), torch.cat(sem_dists)
+            overlaps.append(roi_overlap_cells(amodal, boxes.detach(), self.resolution))
+        return torch.cat(layer_maps), torch.cat(sem_dists), torch.cat(overlaps)
 
     def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
         """Decode one image's S maps (boxes in original-image pixels) into the shared output fields."""
