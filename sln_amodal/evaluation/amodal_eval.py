@@ -17,7 +17,7 @@ import numpy as np
 from ..config import CfgNode
 from ..data.records import AnnotationSet
 from .accumulate import PrecisionRecall, accumulate
-from .depth_order import depth_order_accuracy
+from .depth_order import depth_order_accuracy, ordered_pairs
 from .detections import Detections
 from .inputs import group_ious, prepare_inputs
 from .matching import GreedyMatcher
@@ -72,8 +72,9 @@ class AmodalEvaluator:
             self.max_detections, self.recall_thresholds, [s.name for s in subsets],
         )
 
-    def depth_order(self) -> dict:
-        """Depth-order accuracy with ground truth matched at EVAL.DEPTH_MATCH_IOU over all objects."""
+    def matched_detections(self) -> np.ndarray:
+        """(G,) the detection matched one-to-one to each ground truth, or -1: the greedy amodal
+        matching at EVAL.DEPTH_MATCH_IOU over all objects, which depth order scores."""
         inputs = self.inputs
         matcher = self._matcher("amodal", np.array([self.depth_match_iou]))
         matched_gt = matcher.match(all_objects(inputs).gt_ignore[None])[0, 0]  # (D,)
@@ -82,7 +83,7 @@ class AmodalEvaluator:
         one_to_one = (matched_gt >= 0) & ~np.append(inputs.gt_crowd, False)[matched_gt]
         gt_detection = np.full(len(inputs.gt_crowd), -1, dtype=np.int64)
         gt_detection[matched_gt[one_to_one]] = np.flatnonzero(one_to_one)
-        return depth_order_accuracy(inputs, gt_detection, self.progress)
+        return gt_detection
 
     def evaluate(self) -> EvaluationResult:
         inputs = self.inputs
@@ -97,7 +98,8 @@ class AmodalEvaluator:
         curves["occluded"] = self.precision_recall("amodal", occluded)
         metrics["occluded"] = {"vrsp_AP": average_precision(curves["occluded"], 0),
                                "gt_subset_AP": average_precision(curves["occluded"], 1)}
-        metrics["depth_order"] = self.depth_order()
+        metrics["depth_order"] = depth_order_accuracy(inputs, ordered_pairs(inputs, self.progress),
+                                                      self.matched_detections())
         if inputs.use_cats and len(inputs.category_ids) > 1:
             all_bucket = curves["amodal"].subsets.index(ALL_BUCKET)
             class_ap = class_average_precision(curves["amodal"], all_bucket)
