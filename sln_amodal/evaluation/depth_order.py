@@ -4,10 +4,10 @@ For every pair of non-crowd ground truths in an image whose amodal masks overlap
 relation comes from ``depth_rank`` (both known and different), else from the image's
 ``depth_constraints``, else from the visible masks: the object with more visible pixels in the
 overlap of the two amodal masks is in front (a tie leaves the pair unordered and uncounted).
-These ordered pairs are found once (``ordered_pairs``), apart from their scoring. A pair counts
-as matched when both ground truths were matched (the greedy amodal matching at
-``DEPTH_MATCH_IOU``); the predicted relation applies the same visible-pixel rule to the two
-detections' masks, and a tie there is a wrong answer.
+These ordered pairs are found once (``ordered_pairs``) and also serve the overlap-visibility
+metric. A pair counts as matched when both ground truths were matched (the greedy amodal
+matching at ``DEPTH_MATCH_IOU``); the predicted relation applies the same visible-pixel rule to
+the two detections' masks, and a tie there is a wrong answer.
 """
 from __future__ import annotations
 
