@@ -26,7 +26,8 @@ from sln_amodal.modeling.build import build_model
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_VAL_IMAGES = 3
 RESULT_KEYS = {"image_id", "category_id", "score", "bbox", "segmentation", "visible_segmentation", "depth_rank"}
-METRIC_FAMILIES = ["amodal", "amodal_things", "amodal_stuff", "visible", "occluded", "depth_order", "per_class"]
+METRIC_FAMILIES = ["amodal", "amodal_things", "amodal_stuff", "visible", "invisible", "occluded", "depth_order",
+                   "hidden_pixels", "overlap_visible", "per_class"]
 
 
 def tiny_config():

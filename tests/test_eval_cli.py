@@ -60,19 +60,25 @@ def test_evaluate_writes_metrics_and_curves(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == ["amodal", "amodal_things", "amodal_stuff", "visible", "occluded", "depth_order",
-                             "per_class"]
+    assert list(metrics) == ["amodal", "amodal_things", "amodal_stuff", "visible", "invisible", "occluded",
+                             "depth_order", "hidden_pixels", "overlap_visible", "per_class"]
     for family in ("amodal", "amodal_things", "amodal_stuff"):
         assert list(metrics[family]) == BUCKETS
         assert all(list(summary) == SUMMARY_KEYS for summary in metrics[family].values())
-    assert list(metrics["visible"]) == SUMMARY_KEYS
+    assert list(metrics["visible"]) == list(metrics["invisible"]) == SUMMARY_KEYS
+    assert metrics["invisible"]["AP"] > 0.99  # the back object's hidden part is found exactly
     assert list(metrics["occluded"]) == ["vrsp_AP", "gt_subset_AP"]
     assert metrics["depth_order"] == {"accuracy": 1.0, "pairs": 1, "matched_pairs": 1}
+    assert metrics["hidden_pixels"] == {"recall": 1.0, "precision": 1.0, "gt_hidden": 36, "predicted_hidden": 36,
+                                        "correct_hidden": 36, "matched_objects": 2}
+    assert metrics["overlap_visible"] == {"front": 1.0, "back": 0.0, "pairs": 1, "overlap_pixels": 36}
     assert list(metrics["per_class"]) == ["cup", "box"]
     assert 0 < metrics["amodal"]["all"]["AP"] < 1  # image 2's object is missed
     assert metrics["amodal_stuff"]["all"]["AP"] == -1  # no stuff in this dataset
     assert (out / "pr_curves.png").read_bytes().startswith(PNG_SIGNATURE)
     assert "n/a" in completed.stdout and "Depth order: accuracy 1.000" in completed.stdout
+    assert "Hidden pixels of the 2 matched objects: recall 1.000" in completed.stdout
+    assert "called visible: front 1.000 (ideal 1), back 0.000 (ideal 0)" in completed.stdout
     assert "detections ignored: image not in the ground truth: 1" in completed.stdout
 
 

@@ -184,7 +184,7 @@ def test_occluded_subsets_equal_cocoeval():
     annotations, results = random_scene(6)
     evaluator = make_evaluator(annotations, results)
     thresh = evaluator.occluded_thresh
-    ours = evaluator.precision_recall("amodal", [vrsp_occluded_subset(evaluator.inputs, thresh),
+    ours = evaluator.precision_recall("amodal", [vrsp_occluded_subset(evaluator.inputs, thresh, evaluator.dt_hidden),
                                                  gt_occluded_subset(evaluator.inputs, thresh)])
 
     def predicted_visible_fraction(det):  # VRSP-Net: sum(amodal * visible) / sum(amodal)

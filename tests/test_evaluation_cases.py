@@ -100,6 +100,10 @@ def test_perfect_detections_score_one_everywhere_defined():
     assert metrics["visible"]["AP"] == pytest.approx(1.0)
     assert metrics["occluded"] == pytest.approx({"vrsp_AP": 1.0, "gt_subset_AP": 1.0})
     assert metrics["depth_order"] == {"accuracy": 1.0, "pairs": 1, "matched_pairs": 1}
+    assert metrics["invisible"]["AP"] == pytest.approx(1.0)  # A's hidden half, the only occluded object
+    assert metrics["hidden_pixels"] == {"recall": 1.0, "precision": 1.0, "gt_hidden": 50, "predicted_hidden": 50,
+                                        "correct_hidden": 50, "matched_objects": 3}
+    assert metrics["overlap_visible"] == {"front": 1.0, "back": 0.0, "pairs": 1, "overlap_pixels": 50}
     assert metrics["per_class"] == pytest.approx({"cup": 1.0, "box": 1.0})
 
 

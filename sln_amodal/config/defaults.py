@@ -292,7 +292,8 @@ _C.EVAL.OCCLUSION_BUCKETS.partial = (1e-5, 0.25)
 _C.EVAL.OCCLUSION_BUCKETS.heavy = (0.25, 1.0)
 # VRSP-Net's mAP(Occluded) and the ground-truth occluded subset cover occlusion rates above this.
 _C.EVAL.OCCLUDED_THRESH = 0.15
-# Depth order counts a ground truth as found when the greedy matching pairs it at this amodal IoU.
+# Depth order and the layering diagnostics (hidden pixels, overlap visibility) count a ground truth as
+# found when the greedy matching pairs it at this amodal IoU.
 _C.EVAL.DEPTH_MATCH_IOU = 0.5
 # Match detections to ground truth of the same category only (COCOeval's useCats).
 _C.EVAL.USE_CATS = True

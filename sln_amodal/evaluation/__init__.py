@@ -4,7 +4,14 @@ from .amodal_eval import AmodalEvaluator, EvaluationResult
 from .detections import Detections, detections_from_results, load_results
 from .plots import plot_pr_curves
 from .report import format_report, write_metrics
-from .subsets import Subset, all_objects, gt_occluded_subset, occlusion_subsets, vrsp_occluded_subset
+from .subsets import (
+    Subset,
+    all_objects,
+    gt_occluded_subset,
+    invisible_subset,
+    occlusion_subsets,
+    vrsp_occluded_subset,
+)
 
 __all__ = [
     "AmodalEvaluator",
@@ -16,6 +23,7 @@ __all__ = [
     "detections_from_results",
     "format_report",
     "gt_occluded_subset",
+    "invisible_subset",
     "load_results",
     "occlusion_subsets",
     "plot_pr_curves",

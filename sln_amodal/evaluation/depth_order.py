@@ -4,45 +4,67 @@ For every pair of non-crowd ground truths in an image whose amodal masks overlap
 relation comes from ``depth_rank`` (both known and different), else from the image's
 ``depth_constraints``, else from the visible masks: the object with more visible pixels in the
 overlap of the two amodal masks is in front (a tie leaves the pair unordered and uncounted).
-A pair counts as matched when both ground truths were matched (the greedy amodal matching at
-``DEPTH_MATCH_IOU``); the predicted relation applies the same visible-pixel rule to the two
-detections' masks, and a tie there is a wrong answer.
+These ordered pairs are found once (``ordered_pairs``) and also serve the overlap-visibility
+metric. A pair counts as matched when both ground truths were matched (the greedy amodal
+matching at ``DEPTH_MATCH_IOU``); the predicted relation applies the same visible-pixel rule to
+the two detections' masks, and a tie there is a wrong answer.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from ..structures.masks import rle_areas, rle_intersection, rle_intersection_areas
+from ..structures.masks import rle_intersection, rle_intersection_areas, rle_pairwise_intersection_areas
 from .inputs import EvalInputs
 
 
-def depth_order_accuracy(inputs: EvalInputs, gt_detection: np.ndarray, progress: bool = False) -> dict:
-    """``gt_detection``: (G,) index of the detection matched to each ground truth, or -1.
+@dataclass
+class OrderedPairs:
+    """Overlapping non-crowd ground-truth pairs whose depth relation is known, front object first."""
 
-    Returns {"accuracy" (-1 when no pair was matched), "pairs", "matched_pairs"}.
-    """
-    pairs = matched_pairs = correct = 0
+    front: np.ndarray  # (P,) ground-truth index
+    back: np.ndarray  # (P,) ground-truth index
+
+    def __len__(self) -> int:
+        return len(self.front)
+
+    def matched(self, gt_detection: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs whose two objects were both matched: (pair indices, front detections, back detections)."""
+        det_front, det_back = gt_detection[self.front], gt_detection[self.back]
+        both = np.flatnonzero((det_front >= 0) & (det_back >= 0))
+        return both, det_front[both], det_back[both]
+
+
+def ordered_pairs(inputs: EvalInputs, progress: bool = False) -> OrderedPairs:
+    front, back = [], []
     image_starts = np.searchsorted(inputs.gt_image, np.arange(len(inputs.records) + 1))
-    for i in tqdm(range(len(inputs.records)), desc="depth order", unit="image", disable=not progress):
+    for i in tqdm(range(len(inputs.records)), desc="ordered ground-truth pairs", unit="image", disable=not progress):
         members = np.arange(image_starts[i], image_starts[i + 1])
         members = members[~inputs.gt_crowd[members]]
         if len(members) < 2:
             continue
         relation = _ground_truth_relation(inputs, i, members)  # (n, n) +1: row in front of column
-        first, second = np.nonzero(np.triu(relation != 0, k=1))
-        pairs += len(first)
-        for slot_a, slot_b in zip(first, second):
-            det_a, det_b = gt_detection[members[slot_a]], gt_detection[members[slot_b]]
-            if det_a < 0 or det_b < 0:
-                continue
-            matched_pairs += 1
-            correct += int(_predicted_relation(inputs, det_a, det_b) == relation[slot_a, slot_b])
+        row_first, column_first = np.nonzero(relation > 0)
+        front.append(members[row_first])
+        back.append(members[column_first])
+    none = np.zeros(0, dtype=np.int64)  # so that an image set without pairs still concatenates
+    return OrderedPairs(np.concatenate([none, *front]), np.concatenate([none, *back]))
+
+
+def depth_order_accuracy(inputs: EvalInputs, pairs: OrderedPairs, gt_detection: np.ndarray) -> dict:
+    """``gt_detection``: (G,) index of the detection matched to each ground truth, or -1.
+
+    Returns {"accuracy" (-1 when no pair was matched), "pairs", "matched_pairs"}.
+    """
+    _, det_front, det_back = pairs.matched(gt_detection)
+    correct = sum(_predicted_relation(inputs, front, back) == 1 for front, back in zip(det_front, det_back))
     return {
-        "accuracy": correct / matched_pairs if matched_pairs else -1.0,
-        "pairs": pairs,
-        "matched_pairs": matched_pairs,
+        "accuracy": correct / len(det_front) if len(det_front) else -1.0,
+        "pairs": len(pairs),
+        "matched_pairs": len(det_front),
     }
 
 
@@ -51,11 +73,7 @@ def _ground_truth_relation(inputs: EvalInputs, image: int, members: np.ndarray) 
     amodal = [inputs.gt_amodal[g] for g in members]
     visible = [inputs.gt_visible[g] for g in members]
     overlaps = np.asarray(mask_utils.iou(amodal, amodal, np.zeros(len(members), dtype=np.uint8))) > 0
-    # Crowd-style IoU divides the intersection by the first mask's area: scale it back to pixels
-    # (an empty visible mask, fully hidden object, has no such share and nothing visible).
-    visible_share = np.asarray(mask_utils.iou(visible, amodal, np.ones(len(members), dtype=np.uint8)))
-    visible_area = rle_areas(visible)[:, None]
-    visible_in_other = np.rint(np.where(visible_area > 0, visible_share, 0.0) * visible_area)  # [i, j] = |V_i & A_j|
+    visible_in_other = rle_pairwise_intersection_areas(visible, amodal)  # [i, j] = |V_i & A_j|
     by_masks = np.sign(visible_in_other - visible_in_other.T)
 
     rank = inputs.gt_depth_rank[members]

@@ -10,6 +10,7 @@ group is a contiguous slice of both:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -146,13 +147,22 @@ def group_ious(inputs: EvalInputs, masks: str, progress: bool = False) -> list[n
     """
     gt_rles = {"amodal": inputs.gt_amodal, "visible": inputs.gt_visible}[masks]
     dt_rles = {"amodal": inputs.dt_amodal, "visible": inputs.dt_visible}[masks]
+    return ious_per_group(
+        inputs, lambda dt_rows, gt_rows: np.asarray(mask_utils.iou(dt_rles[dt_rows], gt_rles[gt_rows],
+                                                                   inputs.gt_crowd[gt_rows])),
+        f"{masks} mask IoU", progress)
+
+
+def ious_per_group(inputs: EvalInputs, pair_ious: Callable[[slice, slice], np.ndarray], desc: str,
+                   progress: bool = False) -> list[np.ndarray | None]:
+    """``pair_ious(detection rows, ground-truth rows)`` of each group that has both, None elsewhere."""
     g = inputs.groups
     ious: list[np.ndarray | None] = [None] * len(g)
     scored = np.flatnonzero((g.gt_count > 0) & (g.dt_count > 0))
-    for p in tqdm(scored, desc=f"{masks} mask IoU", unit="group", disable=not progress):
-        gt_slice = slice(g.gt_start[p], g.gt_start[p] + g.gt_count[p])
-        dt_slice = slice(g.dt_start[p], g.dt_start[p] + g.dt_count[p])
-        ious[p] = np.asarray(mask_utils.iou(dt_rles[dt_slice], gt_rles[gt_slice], inputs.gt_crowd[gt_slice]))
+    for p in tqdm(scored, desc=desc, unit="group", disable=not progress):
+        gt_rows = slice(g.gt_start[p], g.gt_start[p] + g.gt_count[p])
+        dt_rows = slice(g.dt_start[p], g.dt_start[p] + g.dt_count[p])
+        ious[p] = pair_ious(dt_rows, gt_rows)
     return ious
 
 

@@ -99,6 +99,22 @@ def rle_intersection_areas(first: Sequence[dict], second: Sequence[dict]) -> np.
     return rle_areas([mask_utils.merge([_as_bytes(a), _as_bytes(b)], intersect=True) for a, b in zip(first, second)])
 
 
+def rle_pairwise_intersection_areas(first: Sequence[dict], second: Sequence[dict],
+                                    first_areas: np.ndarray | None = None) -> np.ndarray:
+    """|first[i] AND second[j]| in pixels for every i and j, (len(first), len(second)) int64, in one C call.
+
+    pycocotools' crowd-style IoU is the intersection over the first mask's area, so scaling it back
+    by that area gives the pixel count (exact: both are integers far below 2^52; an empty first mask
+    has IoU 0 and area 0). ``first_areas``: the pixel counts of ``first``, where the caller has them.
+    """
+    if not first or not second:
+        return np.zeros((len(first), len(second)), dtype=np.int64)
+    first = [_as_bytes(r) for r in first]
+    share = np.asarray(mask_utils.iou(first, [_as_bytes(r) for r in second], np.ones(len(second), dtype=np.uint8)))
+    areas = rle_areas(first) if first_areas is None else first_areas
+    return np.rint(share * areas[:, None]).astype(np.int64)
+
+
 def rle_to_bbox(rle: dict) -> list[float]:
     """Tight box of the mask as COCO ``[x, y, w, h]`` (zeros for an empty mask)."""
     return [float(v) for v in mask_utils.toBbox(_as_bytes(rle))]
