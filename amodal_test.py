@@ -10,8 +10,11 @@ For every image NAME.ext in DIR (jpg, jpeg, png, bmp; greyscale and RGBA too) it
   OUT/NAME_sem_dist.png  with --sem-dist (SLN models): the predicted sem-dist maps of the drawn
                  objects, for debugging.
 Two images with the same NAME keep their extension in the output names (NAME.jpg.png ...). Other
-files are skipped with a note; an unreadable image is skipped with a warning and counted.
-Trailing KEY VALUE pairs override the checkpoint's saved config (after --config).
+files are skipped with a note; an unreadable image is skipped with a warning and counted. OUT may
+not be DIR or lie inside it (the overlays would replace the photos or be read back as inputs).
+KEY VALUE pairs (anywhere on the line) override the checkpoint's saved config (after --config).
+The checkpoint loads as weights only; --trust-checkpoint unpickles it fully (only for files from a
+trusted source: unpickling can run code).
 """
 from __future__ import annotations
 
@@ -25,13 +28,16 @@ import sys
 import torch
 from PIL import Image
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sln_amodal.config import ConfigError
 from sln_amodal.data.dataset import UnreadableImageError, read_image
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
 from sln_amodal.engine.inference import category_ids_of, predictions_to_results
 from sln_amodal.engine.visualize import draw_overlay, overlay_style, sem_dist_picture
+from sln_amodal.fileio import OutputError, prepare_output_folder, refuse_input_overlap
 from sln_amodal.modeling.shape_prior import ShapePriorError
+from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG
 
 logger = logging.getLogger("amodal_test")
 
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the checkpoint's MODEL.DEVICE)")
     parser.add_argument("--sem-dist", action="store_true", help="also write the predicted sem-dist maps (SLN models)")
     parser.add_argument("--config", help="YAML config applied on top of the checkpoint's config")
+    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
+                        help="unpickle the checkpoint fully when it holds more than tensors and arrays; unpickling "
+                             "can run code the file carries, so only for files from a source you trust")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     return parser
 
@@ -74,15 +83,17 @@ def output_stems(file_names: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    model, cfg, categories = load_trained_model(args.model, args.overrides, args.device, args.config)
+    refuse_input_overlap(args.out, args.images, "--out", "--images")
+    images, others = split_image_files(args.images)
+    prepare_output_folder(args.out, "--out")
+    model, cfg, categories = load_trained_model(args.model, args.overrides, args.device, args.config,
+                                                args.trust_checkpoint)
     if args.sem_dist and cfg.MODEL.ROI_MASK_HEAD.NAME != "SLNHead":
         raise ConfigError(f"--sem-dist needs an SLN model (MODEL.ROI_MASK_HEAD.NAME SLNHead); {args.model} has "
                           f"{cfg.MODEL.ROI_MASK_HEAD.NAME}")
     score_thresh = cfg.VIS.SCORE_THRESH if args.score_thresh is None else args.score_thresh
-    images, others = split_image_files(args.images)
     for name in others:
         logger.info("skipping %s: not an image file (%s)", os.path.join(args.images, name), ", ".join(IMAGE_EXTENSIONS))
-    os.makedirs(args.out, exist_ok=True)
     category_ids = category_ids_of(categories)
     names_by_id = {int(c["id"]): c["name"] for c in categories}
     class_names = [names_by_id[i] for i in category_ids]
@@ -118,10 +129,11 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     try:
-        run(args)
-    except (CheckpointError, ConfigError, FileNotFoundError, ShapePriorError) as err:
+        with logging_redirect_tqdm():  # log lines above the progress bar, not glued to it
+            run(args)
+    except (CheckpointError, ConfigError, FileNotFoundError, OutputError, ShapePriorError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -111,7 +111,7 @@ def test_run_inference_covers_each_readable_image_once(trained, tmp_path):
     annotations, image_root = resolve_split(str(dataset_dir), "val", "AMODAL_COCO")
     loader = build_eval_loader(build_dataset(cfg, annotations, image_root, train=False), 2, 0)
     model.train()
-    results = run_inference(model, loader, "cpu", category_ids_of(categories), progress=False)
+    results, _ = run_inference(model, loader, "cpu", category_ids_of(categories), progress=False)
     assert model.training  # the caller's mode comes back
     # Image 1 is unreadable: the dataset stands image 2 in for it, which is inferred once all the same.
     assert sorted({r["image_id"] for r in results}) == [2, 3]

@@ -5,7 +5,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
-from sln_amodal.data.records import AnnotationError, AnnotationSet, ImageRecord, ObjectAnnotation
+from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from sln_amodal.structures.masks import (
     SegmentationError,
     decode_rle,
@@ -104,8 +104,6 @@ def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
     data["annotations"].append(dict(data["annotations"][2], id=99, image_id=1234))  # unknown image
     path.write_text(json.dumps(data))
 
-    from sln_amodal.data.records import DropLog
-
     log = DropLog(str(path))
     back = read_amodal_coco(str(path), log=log)
     assert len(back.records[0].objects) == 1
@@ -125,5 +123,8 @@ def test_missing_field_and_bad_json_name_file_and_field(tmp_path):
         read_amodal_coco(str(path))
     path.write_text(json.dumps({"images": [{"id": 1, "width": 3, "file_name": "x"}], "annotations": [],
                                 "categories": []}))
-    with pytest.raises(AnnotationError, match=r"image id 1: height: missing"):
-        read_amodal_coco(str(path))
+    log = DropLog(str(path))
+    assert read_amodal_coco(str(path), log=log).records == []
+    assert log.dropped == {"image: height: missing": 1}
+    with pytest.raises(AnnotationError, match=r"broken\.json image id 1: height: missing"):
+        read_amodal_coco(str(path), strict=True)

@@ -67,13 +67,15 @@ def run_inference(
     device: torch.device | str,
     category_ids: Sequence[int],
     progress: bool = True,
-) -> list[dict]:
-    """Results entries for every image of an eval loader (batches of ``(images, targets)``).
+) -> tuple[list[dict], set[int]]:
+    """Results entries for every image of an eval loader (batches of ``(images, targets)``), and the
+    ids of the images inferred.
 
     The model runs in eval mode and gets its previous mode back afterwards, so a trainer can call
     this between iterations. An image id seen twice is inferred once: the dataset stands in the
     next readable image for an unreadable one, and scoring that image twice would count its
-    detections twice.
+    detections twice. The ids of unreadable images are not among those returned, so their ground
+    truth can be left out of scoring instead of counting as missed.
     """
     was_training = model.training
     model.eval()
@@ -92,4 +94,4 @@ def run_inference(
                 results.extend(predictions_to_results(output, targets[index]["image_id"], category_ids))
     finally:
         model.train(was_training)
-    return results
+    return results, seen
