@@ -111,8 +111,9 @@ def test_run_inference_covers_each_readable_image_once(trained, tmp_path):
     annotations, image_root = resolve_split(str(dataset_dir), "val", "AMODAL_COCO")
     loader = build_eval_loader(build_dataset(cfg, annotations, image_root, train=False), 2, 0)
     model.train()
-    results, _ = run_inference(model, loader, "cpu", category_ids_of(categories), progress=False)
+    results, inferred = run_inference(model, loader, "cpu", category_ids_of(categories), progress=False)
     assert model.training  # the caller's mode comes back
+    assert inferred == {2, 3}
     # Image 1 is unreadable: the dataset stands image 2 in for it, which is inferred once all the same.
     assert sorted({r["image_id"] for r in results}) == [2, 3]
     per_image = [sum(r["image_id"] == i for r in results) for i in (2, 3)]
@@ -140,6 +141,9 @@ def test_amodal_test_writes_overlays_and_detections(trained, tmp_path):
                                        "rgba.json", "rgba.png", "rgba_sem_dist.png"]
     assert "notes.txt: not an image file" in completed.stderr
     assert "broken.bmp" in completed.stderr
+    # Log lines stand on their own lines, never glued to the progress bar's.
+    lines = completed.stderr.replace("\r", "\n").splitlines()
+    assert [line for line in lines if "WARNING" in line and not line.startswith("WARNING")] == []
     assert "2 images done, 1 unreadable and 1 other files skipped, 8 detections written (8 drawn" in completed.stdout
     for name, size in (("grey", (70, 90)), ("rgba", (64, 100))):
         overlay = np.asarray(Image.open(out / f"{name}.png"))
@@ -182,6 +186,19 @@ def test_evaluate_runs_the_model_and_scores_it(trained, tmp_path):
     assert (out / "pr_curves.png").is_file()
     assert f"wrote 12 detections on 3 of 3 images to {out / 'results.json'}" in completed.stdout
     assert "Depth order:" in completed.stdout
+
+
+def test_evaluate_leaves_unreadable_images_out_of_scoring(trained, tmp_path, caplog):
+    path, data, _ = trained
+    dataset_dir = tmp_path / "data"
+    shutil.copytree(data, dataset_dir)
+    (dataset_dir / "images" / "val" / "000000.png").write_bytes(b"broken")
+    amodal_train.main(["evaluate", "--dataset", str(dataset_dir), "--model", path, "--out", str(tmp_path / "out"),
+                       "DATALOADER.NUM_WORKERS", "0"])
+    assert "1 unreadable image(s) left out of scoring (their ground truth is not counted as missed): val/000000.png" \
+        in caplog.text
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["image_id"] for r in results} == {2, 3}
 
 
 def test_evaluate_needs_exactly_one_of_model_and_results(capsys):
