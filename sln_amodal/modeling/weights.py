@@ -43,7 +43,9 @@ TORCHVISION_BN_EPS = 1e-5
 BN_STEP_COUNTER = "num_batches_tracked"
 # Unpickling a numpy array needs exactly these globals; allowing them (and nothing else) lets a
 # training checkpoint with array-valued state load without running other pickled code.
-NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
+# numpy 2 pickles a dtype through its class (numpy.dtypes.UInt32DType, ...), which builds nothing else.
+NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype,
+                       *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType"))]
 TRUST_CHECKPOINT_FLAG = "--trust-checkpoint"  # the command lines' opt-in to full unpickling
 
 _STAGE_OF_LAYER = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
