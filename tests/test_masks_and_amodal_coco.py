@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from pycocotools.coco import COCO
 
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
@@ -12,6 +14,7 @@ from sln_amodal.structures.masks import (
     encode_mask,
     encode_masks,
     mask_to_bbox,
+    resize_mask,
     rle_area,
     rle_to_bbox,
     segmentation_to_rle,
@@ -32,6 +35,20 @@ def test_rle_round_trip_and_stack_encoding():
         np.testing.assert_array_equal(decode_rle(rle), mask)
         assert rle_area(rle) == mask.sum()
         assert rle_to_bbox(rle) == mask_to_bbox(mask)
+
+
+def test_resize_mask_matches_bilinear_interpolation_of_the_whole_mask():
+    mask = np.zeros((30, 40), dtype=bool)
+    mask[4:20, 25:40] = _random_masks(np.random.default_rng(0), 1, 16, 15)[0]  # touches the right border
+    size = (71, 97)
+    interpolated = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="bilinear",
+                                 align_corners=False)[0, 0].numpy()
+    decided = np.abs(interpolated - 0.5) > 1e-4  # exact ties may fall either way in float
+    resized = resize_mask(mask, size)
+    assert resized.shape == size and resized.dtype == bool
+    np.testing.assert_array_equal(resized[decided], (interpolated >= 0.5)[decided])
+    assert not resize_mask(np.zeros((30, 40), dtype=bool), size).any()
+    np.testing.assert_array_equal(resize_mask(mask.astype(np.uint8), mask.shape), mask)
 
 
 def test_segmentation_forms():

@@ -25,6 +25,8 @@ def check_config(cfg: CfgNode, training: bool) -> None:
     _at_least(cfg, "DATALOADER.IMS_PER_BATCH", 1)
     _at_least(cfg, "DATALOADER.NUM_WORKERS", 0)
     check_device(cfg.MODEL.DEVICE)
+    if not (math.isfinite(cfg.VIS.MAX_WORKING_MEGAPIXELS) and cfg.VIS.MAX_WORKING_MEGAPIXELS > 0):
+        _fail("VIS.MAX_WORKING_MEGAPIXELS", cfg.VIS.MAX_WORKING_MEGAPIXELS, "a positive number")
     if not training:
         return
     if not (math.isfinite(cfg.SOLVER.BASE_LR) and cfg.SOLVER.BASE_LR > 0):

@@ -1,4 +1,4 @@
-"""Mask helpers shared by readers, converters, targets and evaluation.
+"""Mask helpers shared by readers, converters, targets, evaluation and inference outputs.
 
 Masks travel between modules as COCO run-length encodings (``{"size": [h, w], "counts": str}``,
 compressed, counts as ``str`` so they serialise to JSON) and become arrays only where pixels are
@@ -6,9 +6,11 @@ needed. Arrays are ``uint8``/``bool`` H x W in row-major order.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 MIN_POLYGON_NUMBERS = 6  # a polygon needs three (x, y) points
@@ -28,6 +30,8 @@ RLE_MORE_BIT = 0x20
 # The C decoder shifts in 32-bit ints, so values of more characters (beyond +-2^29) decode wrongly.
 RLE_MAX_CHARS_PER_VALUE = 6
 MAX_VALUE_CHARS = 60  # of a bad value quoted in an error message
+# A resized mask keeps the pixels its bilinear interpolation covers at least this much.
+RESIZED_MASK_THRESH = 0.5
 
 
 class SegmentationError(ValueError):
@@ -234,6 +238,44 @@ def mask_to_bbox(mask: np.ndarray) -> list[float]:
     if len(xs) == 0:
         return [0.0, 0.0, 0.0, 0.0]
     return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def resize_mask(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """An h x w mask at size (H, W) -> H x W bool (the mask itself when already that size).
+
+    Bilinear interpolation kept where at least ``RESIZED_MASK_THRESH``, so edges stay smooth instead
+    of turning into nearest-neighbour blocks; upscaling matches ``F.interpolate(mode="bilinear",
+    align_corners=False)`` on the whole mask, shrinking is antialiased. Only the output pixels the
+    mask's bounding box reaches are computed, so time and temporary memory follow the object's size
+    rather than the image's.
+    """
+    height, width = int(size[0]), int(size[1])
+    if mask.shape == (height, width):
+        return mask.astype(bool, copy=False)
+    resized = np.zeros((height, width), dtype=bool)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return resized
+    scale_y, scale_x = height / mask.shape[0], width / mask.shape[1]
+    top, bottom = _reached_span(rows[0], rows[-1], scale_y, height)
+    left, right = _reached_span(columns[0], columns[-1], scale_x, width)
+    # PIL's box resamples just that region in the whole image's geometry (its filter still reads
+    # the source pixels around the box); float32 ("F") keeps the interpolation unrounded.
+    region = Image.fromarray(mask.astype(np.float32)).resize(
+        (right - left, bottom - top), Image.Resampling.BILINEAR,
+        box=(left / scale_x, top / scale_y, right / scale_x, bottom / scale_y),
+    )
+    resized[top:bottom, left:right] = np.asarray(region) >= RESIZED_MASK_THRESH
+    return resized
+
+
+def _reached_span(first: int, last: int, scale: float, extent: int) -> tuple[int, int]:
+    """The output pixels [start, stop) along one axis whose bilinear filter reaches source pixels
+    first..last, when resizing by ``scale`` into ``extent`` pixels (a superset by up to a pixel)."""
+    reach = max(1.0, 1.0 / scale)  # the filter's half-width in source pixels, wider when shrinking
+    start = math.floor((first + 0.5 - reach) * scale)
+    stop = math.ceil((last + 0.5 + reach) * scale)
+    return max(start, 0), min(stop, extent)
 
 
 def _as_bytes(rle: dict) -> dict:
