@@ -9,9 +9,15 @@ For every image NAME.ext in DIR (jpg, jpeg, png, bmp; greyscale and RGBA too) it
                  bbox, segmentation = amodal RLE, visible_segmentation, depth_rank) plus file_name;
   OUT/NAME_sem_dist.png  with --sem-dist (SLN models): the predicted sem-dist maps of the drawn
                  objects, for debugging.
+Boxes and masks are in the photo's pixels. A photo above VIS.MAX_WORKING_MEGAPIXELS goes through the
+model scaled down to that size; each detection's masks are then resized to the photo's size one at
+a time, so memory does not grow with detections x megapixels.
 Two images with the same NAME keep their extension in the output names (NAME.jpg.png ...). Other
-files are skipped with a note; an unreadable image is skipped with a warning and counted.
-Trailing KEY VALUE pairs override the checkpoint's saved config (after --config).
+files are skipped with a note; an unreadable image is skipped with a warning and counted. OUT may
+not be DIR or lie inside it (the overlays would replace the photos or be read back as inputs).
+KEY VALUE pairs (anywhere on the line) override the checkpoint's saved config (after --config).
+The checkpoint loads as weights only; --trust-checkpoint unpickles it fully (only for files from a
+trusted source: unpickling can run code).
 """
 from __future__ import annotations
 
@@ -19,25 +25,31 @@ import argparse
 import collections
 import json
 import logging
+import math
 import os
 import sys
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sln_amodal.config import ConfigError
 from sln_amodal.data.dataset import UnreadableImageError, read_image
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
 from sln_amodal.engine.inference import category_ids_of, predictions_to_results
 from sln_amodal.engine.visualize import draw_overlay, overlay_style, sem_dist_picture
+from sln_amodal.fileio import OutputError, prepare_output_folder, refuse_input_overlap
 from sln_amodal.modeling.shape_prior import ShapePriorError
+from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG
 
 logger = logging.getLogger("amodal_test")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SEM_DIST_SUFFIX = "_sem_dist"
 SEM_DIST_FIELD = "sem_dist"  # the SLN head's (D, M, M) predicted maps in its eval outputs
+PIXELS_PER_MEGAPIXEL = 1_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the checkpoint's MODEL.DEVICE)")
     parser.add_argument("--sem-dist", action="store_true", help="also write the predicted sem-dist maps (SLN models)")
     parser.add_argument("--config", help="YAML config applied on top of the checkpoint's config")
+    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
+                        help="unpickle the checkpoint fully when it holds more than tensors and arrays; unpickling "
+                             "can run code the file carries, so only for files from a source you trust")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     return parser
 
@@ -73,16 +88,40 @@ def output_stems(file_names: list[str]) -> dict[str, str]:
     return {name: stem if shared[stem] == 1 else name for name, stem in stems.items()}
 
 
+def working_size(height: int, width: int, max_megapixels: float) -> tuple[int, int]:
+    """The (h, w) the model runs at: the photo's own size up to ``max_megapixels``, above it the
+    photo scaled down (aspect kept, rounded down so the cap holds) to that many pixels."""
+    scale = min(1.0, math.sqrt(max_megapixels * PIXELS_PER_MEGAPIXEL / (height * width)))
+    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
+
+
+def detect(model: torch.nn.Module, image: torch.Tensor, max_megapixels: float, device: str) -> dict:
+    """The model's output for a (3, H, W) image run at ``working_size``: boxes in the photo's
+    pixels, masks at the working size (``predictions_to_results`` and ``draw_overlay`` resize them)."""
+    photo_size = image.shape[-2:]
+    size = working_size(*photo_size, max_megapixels)
+    if size != tuple(photo_size):
+        # Antialiased: a plain bilinear shrink of a large photo would alias fine texture.
+        image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    with torch.no_grad():
+        output = model([image.to(device)])[0]
+    scale_y, scale_x = photo_size[0] / size[0], photo_size[1] / size[1]
+    output["boxes"] = output["boxes"] * output["boxes"].new_tensor([scale_x, scale_y, scale_x, scale_y])
+    return output
+
+
 def run(args: argparse.Namespace) -> None:
-    model, cfg, categories = load_trained_model(args.model, args.overrides, args.device, args.config)
+    refuse_input_overlap(args.out, args.images, "--out", "--images")
+    images, others = split_image_files(args.images)
+    prepare_output_folder(args.out, "--out")
+    model, cfg, categories = load_trained_model(args.model, args.overrides, args.device, args.config,
+                                                args.trust_checkpoint)
     if args.sem_dist and cfg.MODEL.ROI_MASK_HEAD.NAME != "SLNHead":
         raise ConfigError(f"--sem-dist needs an SLN model (MODEL.ROI_MASK_HEAD.NAME SLNHead); {args.model} has "
                           f"{cfg.MODEL.ROI_MASK_HEAD.NAME}")
     score_thresh = cfg.VIS.SCORE_THRESH if args.score_thresh is None else args.score_thresh
-    images, others = split_image_files(args.images)
     for name in others:
         logger.info("skipping %s: not an image file (%s)", os.path.join(args.images, name), ", ".join(IMAGE_EXTENSIONS))
-    os.makedirs(args.out, exist_ok=True)
     category_ids = category_ids_of(categories)
     names_by_id = {int(c["id"]): c["name"] for c in categories}
     class_names = [names_by_id[i] for i in category_ids]
@@ -98,13 +137,16 @@ def run(args: argparse.Namespace) -> None:
             logger.warning("skipping unreadable image %s", err)
             unreadable += 1
             continue
-        with torch.no_grad():
-            output = model([torch.from_numpy(image).permute(2, 0, 1).to(cfg.MODEL.DEVICE)])[0]
-        entries = [{**entry, "file_name": name} for entry in predictions_to_results(output, image_id, category_ids)]
+        output = detect(model, torch.from_numpy(image).permute(2, 0, 1), cfg.VIS.MAX_WORKING_MEGAPIXELS,
+                        cfg.MODEL.DEVICE)
+        photo_size = image.shape[:2]
+        entries = [{**entry, "file_name": name}
+                   for entry in predictions_to_results(output, image_id, category_ids, mask_size=photo_size)]
         stem = os.path.join(args.out, stems[name])
         with open(f"{stem}.json", "w", encoding="utf-8") as f:
             json.dump(entries, f)
-        Image.fromarray(draw_overlay(image, output, score_thresh, class_names, style)).save(f"{stem}.png")
+        overlay = draw_overlay(image, output, score_thresh, class_names, style, resize_masks=True)
+        Image.fromarray(overlay).save(f"{stem}.png")
         shown = output["scores"] >= score_thresh
         if args.sem_dist:
             picture = sem_dist_picture(output[SEM_DIST_FIELD][shown], None, cfg.MODEL.SLN.NUM_LAYERS)
@@ -118,10 +160,11 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     try:
-        run(args)
-    except (CheckpointError, ConfigError, FileNotFoundError, ShapePriorError) as err:
+        with logging_redirect_tqdm():  # log lines above the progress bar, not glued to it
+            run(args)
+    except (CheckpointError, ConfigError, FileNotFoundError, OutputError, ShapePriorError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -9,7 +9,9 @@ Commands:
             results JSON (--results, SPEC section 7) against a dataset split; prints the metric
             tables and writes OUT/metrics.json and OUT/pr_curves.png.
 
-Trailing ``KEY VALUE`` pairs override config values (after --config), e.g. ``EVAL.USE_CATS false``.
+``KEY VALUE`` pairs override config values (after --config), e.g. ``EVAL.USE_CATS false``; they may
+stand before, between or after the options. Checkpoints load as weights only; --trust-checkpoint
+unpickles one fully (only for files from a trusted source: unpickling can run code).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import os
 import sys
 
 from torch import nn
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sln_amodal.config import CfgNode, ConfigError, load_config
 from sln_amodal.data.catalog import DATA_TYPES, resolve_split
@@ -27,11 +30,13 @@ from sln_amodal.data.dataset import build_dataset
 from sln_amodal.data.loader import build_eval_loader
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog
 from sln_amodal.engine import distributed
-from sln_amodal.engine.checkpoint import CheckpointError, atomic_write_text, load_trained_model
+from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
 from sln_amodal.engine.inference import category_ids_of, run_inference
 from sln_amodal.engine.trainer import NonFiniteLossError, train
 from sln_amodal.evaluation import AmodalEvaluator, format_report, load_results, plot_pr_curves, write_metrics
+from sln_amodal.fileio import OutputError, atomic_write_text, prepare_output_folder
 from sln_amodal.modeling.shape_prior import ShapePriorError
+from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
@@ -46,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train_parser = commands.add_parser("train", help="train a model on a dataset split")
-    train_parser.add_argument("--dataset", required=True, help="dataset folder")
+    train_parser.add_argument("--dataset", required=True, help="dataset folder, or the name of one in datasets/")
     train_parser.add_argument("--model", required=True,
                               help="weights to start from: coco | imagenet | none | PATH (a state dict, or the weights "
                                    "of a training checkpoint, to fine-tune) | last (resume the newest checkpoint in "
@@ -56,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                                              f"(default {LOGS_ROOT}/<config file stem or 'default'>)")
     train_parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
                               help="dataset layout (default: config DATASETS.DATA_TYPE)")
+    add_trust_option(train_parser)
     train_parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     train_parser.set_defaults(run=run_train)
 
     evaluate = commands.add_parser("evaluate", help="score a model or its detections against a dataset split")
-    evaluate.add_argument("--dataset", required=True, help="dataset folder")
+    evaluate.add_argument("--dataset", required=True, help="dataset folder, or the name of one in datasets/")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help=f"training checkpoint to run on the split, its detections written to "
                                         f"OUT/{RESULTS_FILE}; --config and KEY VALUE pairs apply on top of its config")
@@ -71,9 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
                           help="dataset layout (default: config DATASETS.DATA_TYPE)")
     evaluate.add_argument("--config", help="YAML config file")
+    add_trust_option(evaluate)
     evaluate.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     evaluate.set_defaults(run=run_evaluate)
     return parser
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
+                        help="unpickle checkpoints fully when they hold more than tensors and arrays; unpickling can "
+                             "run code the file carries, so only for files from a source you trust")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Options and KEY VALUE overrides in any order (``parse_intermixed_args``, which argparse offers
+    for parsers without subcommands, so the command's own parser reads what follows the command)."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    if not argv or argv[0] not in commands.choices:
+        return parser.parse_args(argv)  # help, or the error naming the commands
+    args = commands.choices[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -85,7 +111,7 @@ def run_train(args: argparse.Namespace) -> None:
     if distributed.rank_from_env() > 0:
         logging.getLogger().setLevel(logging.WARNING)  # process 0 reports for everyone
     try:
-        result = train(cfg, args.dataset, args.model, logs, CHECKPOINTS_DIR)
+        result = train(cfg, args.dataset, args.model, logs, CHECKPOINTS_DIR, args.trust_checkpoint)
     except NonFiniteLossError as err:
         sys.exit(f"error: {err}")
     if result.checkpoint:
@@ -93,37 +119,48 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    prepare_output_folder(args.out, "--out")  # before any work, so no result is lost to an unwritable folder
     if args.model:
-        model, cfg, categories = load_trained_model(args.model, args.overrides, config_file=args.config)
+        model, cfg, categories = load_trained_model(args.model, args.overrides, config_file=args.config,
+                                                    trust=args.trust_checkpoint)
     else:
         cfg = load_config(args.config, args.overrides)
     if args.data_type:
         cfg.DATASETS.DATA_TYPE = args.data_type
     data = cfg.DATASETS
     annotations, image_root = resolve_split(args.dataset, data.VAL_SPLIT, data.DATA_TYPE, data.STRICT,
-                                            data.CACHE_DIR, data.COCOA_ANNOTATOR)
+                                            data.CACHE_DIR, data.COCOA_ANNOTATOR, need_images=bool(args.model))
     results_path = args.results
     if args.model:
-        results_path = write_model_results(model, cfg, categories, annotations, image_root, args.out)
+        results_path, annotations = write_model_results(model, cfg, categories, annotations, image_root, args.out)
     score_results(cfg, annotations, results_path, args.out)
 
 
 def write_model_results(model: nn.Module, cfg: CfgNode, categories: list[dict], annotations: AnnotationSet,
-                        image_root: str, out: str) -> str:
-    """Run the model over the split's images and write its detections to OUT/results.json."""
+                        image_root: str, out: str) -> tuple[str, AnnotationSet]:
+    """Run the model over the split's images and write its detections to OUT/results.json.
+
+    Returns the path and the annotations of the images the model saw: an unreadable image has no
+    detections, so its ground truth is left out of scoring (with a warning) rather than counted as missed.
+    """
     model_ids, dataset_ids = category_ids_of(categories), category_ids_of(annotations.categories)
     if model_ids != dataset_ids:
         logging.warning("the model's category ids %s differ from the dataset's %s; detections of categories the "
                         "dataset lacks are dropped when scoring", model_ids, dataset_ids)
     dataset = build_dataset(cfg, annotations, image_root, train=False)
     loader = build_eval_loader(dataset, cfg.DATALOADER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
-    results = run_inference(model, loader, cfg.MODEL.DEVICE, model_ids)
-    os.makedirs(out, exist_ok=True)
+    results, inferred = run_inference(model, loader, cfg.MODEL.DEVICE, model_ids)
     path = os.path.join(out, RESULTS_FILE)
     atomic_write_text(json.dumps(results), path)
     print(f"wrote {len(results)} detections on {len({r['image_id'] for r in results})} of "
           f"{len(annotations.records)} images to {path}")
-    return path
+    unread = [record.file_name for record in annotations.records if record.image_id not in inferred]
+    if unread:
+        logging.warning("%d unreadable image(s) left out of scoring (their ground truth is not counted as missed): "
+                        "%s", len(unread), ", ".join(unread))
+        annotations = AnnotationSet(annotations.categories,
+                                    [record for record in annotations.records if record.image_id in inferred])
+    return path, annotations
 
 
 def score_results(cfg: CfgNode, annotations: AnnotationSet, results_path: str, out: str) -> None:
@@ -141,10 +178,11 @@ def score_results(cfg: CfgNode, annotations: AnnotationSet, results_path: str, o
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
-        args.run(args)
-    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError, ShapePriorError) as err:
+        with logging_redirect_tqdm():  # log lines above the progress bars, not glued to them
+            args.run(args)
+    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError, OutputError, ShapePriorError) as err:
         sys.exit(f"error: {err}")
 
 

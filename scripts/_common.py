@@ -11,6 +11,7 @@ if REPO_ROOT not in sys.path:
 
 from sln_amodal.data.catalog import convert_dataset  # noqa: E402  (needs the repository root on sys.path)
 from sln_amodal.data.records import AnnotationError  # noqa: E402
+from sln_amodal.fileio import OutputError, refuse_existing  # noqa: E402
 
 
 def converter_main(data_type: str, description: str, argv: list[str] | None = None) -> int:
@@ -23,7 +24,8 @@ def converter_main(data_type: str, description: str, argv: list[str] | None = No
         parser.add_argument("--ann", required=True, help=f"the {data_type} annotation JSON")
         parser.add_argument("--images",
                             help="image folder; an image whose file is missing there is dropped and counted")
-    parser.add_argument("--out", required=True, help="amodal COCO JSON to write")
+    parser.add_argument("--out", required=True, help="amodal COCO JSON to write (never one of the inputs)")
+    parser.add_argument("--force", action="store_true", help="replace --out when it exists")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad entry instead of dropping it")
     if data_type == "COCOA":
         parser.add_argument("--annotator", type=int, default=0,
@@ -32,13 +34,16 @@ def converter_main(data_type: str, description: str, argv: list[str] | None = No
 
     source = args.images if data_type == "SLN" else args.ann
     try:
+        if data_type != "SLN" and os.path.exists(args.out) and os.path.samefile(args.out, args.ann):
+            raise OutputError(f"--out {args.out} is the --ann file; a converter never overwrites its input")
+        refuse_existing([args.out], args.force, "it")
         log = convert_dataset(
             data_type, source, args.out,
             image_root=None if data_type == "SLN" else args.images,
             strict=args.strict,
             cocoa_annotator=args.annotator if data_type == "COCOA" else 0,
         )
-    except (AnnotationError, ValueError) as err:
+    except (AnnotationError, OutputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(log.summary())

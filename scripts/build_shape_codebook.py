@@ -23,7 +23,9 @@ from sln_amodal.data.catalog import DATA_TYPES, resolve_split  # noqa: E402
 from sln_amodal.data.records import AnnotationError  # noqa: E402
 from sln_amodal.engine.checkpoint import CheckpointError, atomic_torch_save, load_trained_model  # noqa: E402
 from sln_amodal.engine.shape_prior import build_codebook  # noqa: E402
+from sln_amodal.fileio import OutputError  # noqa: E402
 from sln_amodal.modeling.shape_prior import shape_prior_file_content  # noqa: E402
+from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,12 +37,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="VRSP-Net training checkpoint whose jointly trained auto-encoder to use "
                                         "(its config replaces --config)")
     parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES, help="dataset layout")
+    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
+                        help="unpickle --model fully when it holds more than tensors and arrays (can run code it "
+                             "carries: only for files from a source you trust)")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         autoencoder = None
         if args.model:
-            model, cfg, categories = load_trained_model(args.model, args.overrides, device="cpu")
+            model, cfg, categories = load_trained_model(args.model, args.overrides, device="cpu",
+                                                        trust=args.trust_checkpoint)
             prior = getattr(model.roi_heads.mask_branch, "shape_prior", None)
             if prior is None:
                 raise CheckpointError(f"{args.model}: model: its mask branch has no shape auto-encoder "
@@ -56,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.model and categories != annotations.categories:
             raise CheckpointError(f"{args.model}: categories: differ from those of {args.dataset}")
         prior, summary = build_codebook(cfg, annotations, autoencoder)
-    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError, ValueError) as err:
+        atomic_torch_save(shape_prior_file_content(prior, annotations.categories), args.out)
+    except (AnnotationError, CheckpointError, ConfigError, FileNotFoundError, OutputError, ValueError) as err:
         sys.exit(f"error: {err}")
-    atomic_torch_save(shape_prior_file_content(prior, annotations.categories), args.out)
     print(f"{summary['shapes']} shapes of {len(annotations.categories)} classes at {summary['mask_size']}^2; "
           f"codes per class {summary['codes_per_class']}; wrote {args.out}")
 

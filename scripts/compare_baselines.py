@@ -25,9 +25,10 @@ from amodal_train import score_results, write_model_results  # noqa: E402
 from sln_amodal.config import load_config  # noqa: E402
 from sln_amodal.data.catalog import resolve_split  # noqa: E402
 from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset  # noqa: E402
-from sln_amodal.engine.checkpoint import atomic_torch_save, atomic_write_text  # noqa: E402
+from sln_amodal.engine.checkpoint import atomic_torch_save  # noqa: E402
 from sln_amodal.engine.shape_prior import build_codebook  # noqa: E402
 from sln_amodal.engine.trainer import train  # noqa: E402
+from sln_amodal.fileio import atomic_write_text  # noqa: E402
 from sln_amodal.modeling.shape_prior import shape_prior_file_content  # noqa: E402
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml")
@@ -120,7 +121,8 @@ def run_method(method: Method, args: argparse.Namespace) -> dict:
     annotations, image_root = resolve_split(args.dataset, data.VAL_SPLIT, data.DATA_TYPE)
     eval_dir = os.path.join(folder, "eval")
     started = time.perf_counter()
-    results_path = write_model_results(model, cfg, annotations.categories, annotations, image_root, eval_dir)
+    results_path, annotations = write_model_results(model, cfg, annotations.categories, annotations, image_root,
+                                                    eval_dir)
     row["infer_ms_per_image"] = 1000 * (time.perf_counter() - started) / len(annotations.records)
     score_results(cfg, annotations, results_path, eval_dir)
     with open(os.path.join(eval_dir, "metrics.json")) as f:

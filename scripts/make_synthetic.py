@@ -3,7 +3,8 @@
     python scripts/make_synthetic.py --out datasets/synthetic --seed 0 --num-train 1000 --num-val 100
 
 Options left out take their values from the SYNTHETIC config section (``--config`` or the defaults).
-The same options always produce the same bytes.
+The same options always produce the same bytes. An existing dataset in DIR is replaced only with
+--force.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from sln_amodal.config import load_config  # noqa: E402
-from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset  # noqa: E402
+from sln_amodal.config import ConfigError, load_config  # noqa: E402
+from sln_amodal.data.synthetic import SPLIT_STREAMS, scene_params_from_config, write_synthetic_dataset  # noqa: E402
+from sln_amodal.fileio import OutputError, refuse_existing  # noqa: E402
+
+SPLITS = tuple(SPLIT_STREAMS)  # the splits write_synthetic_dataset writes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,24 +34,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-objects", type=int)
     parser.add_argument("--max-objects", type=int)
     parser.add_argument("--occlusion", type=float, help="0 (objects placed anywhere) .. 1 (stacked on each other)")
+    parser.add_argument("--force", action="store_true", help="replace the dataset already in --out")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config)
-    options = {"SEED": args.seed, "NUM_TRAIN": args.num_train, "NUM_VAL": args.num_val,
-               "IMAGE_SIZE": tuple(args.image_size) if args.image_size else None, "MIN_OBJECTS": args.min_objects,
-               "MAX_OBJECTS": args.max_objects, "OCCLUSION": args.occlusion}
-    cfg.SYNTHETIC.merge_from_dict({k: v for k, v in options.items() if v is not None}, source="command line",
-                                  prefix="SYNTHETIC.")
-    splits = write_synthetic_dataset(args.out, cfg.SYNTHETIC.SEED, cfg.SYNTHETIC.NUM_TRAIN, cfg.SYNTHETIC.NUM_VAL,
-                                     scene_params_from_config(cfg))
+    try:
+        cfg = load_config(args.config)
+        options = {"SEED": args.seed, "NUM_TRAIN": args.num_train, "NUM_VAL": args.num_val,
+                   "IMAGE_SIZE": tuple(args.image_size) if args.image_size else None, "MIN_OBJECTS": args.min_objects,
+                   "MAX_OBJECTS": args.max_objects, "OCCLUSION": args.occlusion}
+        cfg.SYNTHETIC.merge_from_dict({k: v for k, v in options.items() if v is not None}, source="command line",
+                                      prefix="SYNTHETIC.")
+        for option, count in (("--num-train", cfg.SYNTHETIC.NUM_TRAIN), ("--num-val", cfg.SYNTHETIC.NUM_VAL)):
+            if count < 0:
+                raise ValueError(f"{option} must be 0 or more, got {count}")
+        params = scene_params_from_config(cfg)
+        refuse_existing([os.path.join(args.out, "annotations", f"{split}.json") for split in SPLITS], args.force,
+                        "the dataset")
+        splits = write_synthetic_dataset(args.out, cfg.SYNTHETIC.SEED, cfg.SYNTHETIC.NUM_TRAIN,
+                                         cfg.SYNTHETIC.NUM_VAL, params)
+    except (ConfigError, OutputError, ValueError) as err:
+        sys.exit(f"error: {err}")
     for split, annotations in splits.items():
         objects = [obj for record in annotations.records for obj in record.objects]
         mean_occlusion = float(np.mean([obj.occlude_rate for obj in objects])) if objects else 0.0
         print(f"{split}: {len(annotations.records)} images, {len(objects)} objects, "
               f"mean occlude_rate {mean_occlusion:.3f} -> {os.path.join(args.out, 'annotations', split + '.json')}")
+        if annotations.records and not objects:
+            print(f"warning: no object of the {split} split has the {params.min_visible_area} visible pixels it needs "
+                  f"(SYNTHETIC.MIN_VISIBLE_AREA) in {params.height}x{params.width} images; use larger images",
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from sln_amodal.data.synthetic import SceneParams, synthetic_categories, write_s
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model, save_checkpoint
 from sln_amodal.engine.inference import category_ids_of, run_inference
 from sln_amodal.modeling.build import build_model
+from sln_amodal.structures.masks import decode_rle, mask_to_bbox
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_VAL_IMAGES = 3
@@ -112,8 +113,9 @@ def test_run_inference_covers_each_readable_image_once(trained, tmp_path):
     annotations, image_root = resolve_split(str(dataset_dir), "val", "AMODAL_COCO")
     loader = build_eval_loader(build_dataset(cfg, annotations, image_root, train=False), 2, 0)
     model.train()
-    results = run_inference(model, loader, "cpu", category_ids_of(categories), progress=False)
+    results, inferred = run_inference(model, loader, "cpu", category_ids_of(categories), progress=False)
     assert model.training  # the caller's mode comes back
+    assert inferred == {2, 3}
     # Image 1 is unreadable: the dataset stands image 2 in for it, which is inferred once all the same.
     assert sorted({r["image_id"] for r in results}) == [2, 3]
     per_image = [sum(r["image_id"] == i for r in results) for i in (2, 3)]
@@ -141,6 +143,9 @@ def test_amodal_test_writes_overlays_and_detections(trained, tmp_path):
                                        "rgba.json", "rgba.png", "rgba_sem_dist.png"]
     assert "notes.txt: not an image file" in completed.stderr
     assert "broken.bmp" in completed.stderr
+    # Log lines stand on their own lines, never glued to the progress bar's.
+    lines = completed.stderr.replace("\r", "\n").splitlines()
+    assert [line for line in lines if "WARNING" in line and not line.startswith("WARNING")] == []
     assert "2 images done, 1 unreadable and 1 other files skipped, 8 detections written (8 drawn" in completed.stdout
     for name, size in (("grey", (70, 90)), ("rgba", (64, 100))):
         overlay = np.asarray(Image.open(out / f"{name}.png"))
@@ -154,6 +159,39 @@ def test_amodal_test_writes_overlays_and_detections(trained, tmp_path):
         assert sorted(e["depth_rank"] for e in entries) == [1, 2, 3, 4]
     grey = np.asarray(Image.open(images / "grey.jpg").convert("RGB"))
     assert (np.asarray(Image.open(out / "grey.png")) != grey).any()  # at least the labels are drawn
+
+
+def test_amodal_test_runs_large_photos_at_the_working_size(trained, tmp_path, monkeypatch):
+    """A photo above VIS.MAX_WORKING_MEGAPIXELS reaches the model scaled down to it; boxes, masks and
+    overlay come back at the photo's size. A near-zero AMODAL_THRESH makes each amodal mask fill its
+    box, so mask and box must cover the same photo pixels (up to one working pixel)."""
+    path, _, _ = trained
+    photo_size, working = (240, 360), (120, 180)  # 0.0864 MP scaled to the 0.0217 MP cap
+    images, out = tmp_path / "images", tmp_path / "out"
+    images.mkdir()
+    pixels = np.random.default_rng(0).random((*photo_size, 3))
+    Image.fromarray((pixels * 255).astype(np.uint8)).save(images / "photo.png")
+    model_inputs = []
+
+    def load_and_watch(*args):
+        model, cfg, categories = load_trained_model(*args)
+        model.register_forward_pre_hook(lambda _, inputs: model_inputs.extend(tuple(i.shape) for i in inputs[0]))
+        return model, cfg, categories
+
+    monkeypatch.setattr(amodal_test, "load_trained_model", load_and_watch)
+    amodal_test.main(["--images", str(images), "--model", path, "--out", str(out), "--score-thresh", "0",
+                      "--device", "cpu", "VIS.MAX_WORKING_MEGAPIXELS", "0.0217",
+                      "MODEL.SLN.AMODAL_THRESH", "0.000001"])
+    assert model_inputs == [(3, *working)]
+    assert np.asarray(Image.open(out / "photo.png")).shape == (*photo_size, 3)
+    entries = json.loads((out / "photo.json").read_text())
+    assert len(entries) == 4
+    working_pixel = photo_size[0] / working[0]
+    for entry in entries:
+        assert entry["segmentation"]["size"] == entry["visible_segmentation"]["size"] == list(photo_size)
+        amodal = decode_rle(entry["segmentation"])
+        assert amodal.any()
+        assert np.abs(np.subtract(mask_to_bbox(amodal), entry["bbox"])).max() <= working_pixel + 1
 
 
 def test_amodal_test_names_a_bad_checkpoint(tmp_path):
@@ -183,6 +221,19 @@ def test_evaluate_runs_the_model_and_scores_it(trained, tmp_path):
     assert (out / "pr_curves.png").is_file()
     assert f"wrote 12 detections on 3 of 3 images to {out / 'results.json'}" in completed.stdout
     assert "Depth order:" in completed.stdout
+
+
+def test_evaluate_leaves_unreadable_images_out_of_scoring(trained, tmp_path, caplog):
+    path, data, _ = trained
+    dataset_dir = tmp_path / "data"
+    shutil.copytree(data, dataset_dir)
+    (dataset_dir / "images" / "val" / "000000.png").write_bytes(b"broken")
+    amodal_train.main(["evaluate", "--dataset", str(dataset_dir), "--model", path, "--out", str(tmp_path / "out"),
+                       "DATALOADER.NUM_WORKERS", "0"])
+    assert "1 unreadable image(s) left out of scoring (their ground truth is not counted as missed): val/000000.png" \
+        in caplog.text
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["image_id"] for r in results} == {2, 3}
 
 
 def test_evaluate_needs_exactly_one_of_model_and_results(capsys):

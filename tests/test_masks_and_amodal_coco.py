@@ -2,16 +2,19 @@ import json
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from pycocotools.coco import COCO
 
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
-from sln_amodal.data.records import AnnotationError, AnnotationSet, ImageRecord, ObjectAnnotation
+from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from sln_amodal.structures.masks import (
     SegmentationError,
     decode_rle,
     encode_mask,
     encode_masks,
     mask_to_bbox,
+    resize_mask,
     rle_area,
     rle_to_bbox,
     segmentation_to_rle,
@@ -32,6 +35,20 @@ def test_rle_round_trip_and_stack_encoding():
         np.testing.assert_array_equal(decode_rle(rle), mask)
         assert rle_area(rle) == mask.sum()
         assert rle_to_bbox(rle) == mask_to_bbox(mask)
+
+
+def test_resize_mask_matches_bilinear_interpolation_of_the_whole_mask():
+    mask = np.zeros((30, 40), dtype=bool)
+    mask[4:20, 25:40] = _random_masks(np.random.default_rng(0), 1, 16, 15)[0]  # touches the right border
+    size = (71, 97)
+    interpolated = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="bilinear",
+                                 align_corners=False)[0, 0].numpy()
+    decided = np.abs(interpolated - 0.5) > 1e-4  # exact ties may fall either way in float
+    resized = resize_mask(mask, size)
+    assert resized.shape == size and resized.dtype == bool
+    np.testing.assert_array_equal(resized[decided], (interpolated >= 0.5)[decided])
+    assert not resize_mask(np.zeros((30, 40), dtype=bool), size).any()
+    np.testing.assert_array_equal(resize_mask(mask.astype(np.uint8), mask.shape), mask)
 
 
 def test_segmentation_forms():
@@ -104,8 +121,6 @@ def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
     data["annotations"].append(dict(data["annotations"][2], id=99, image_id=1234))  # unknown image
     path.write_text(json.dumps(data))
 
-    from sln_amodal.data.records import DropLog
-
     log = DropLog(str(path))
     back = read_amodal_coco(str(path), log=log)
     assert len(back.records[0].objects) == 1
@@ -125,5 +140,8 @@ def test_missing_field_and_bad_json_name_file_and_field(tmp_path):
         read_amodal_coco(str(path))
     path.write_text(json.dumps({"images": [{"id": 1, "width": 3, "file_name": "x"}], "annotations": [],
                                 "categories": []}))
-    with pytest.raises(AnnotationError, match=r"image id 1: height: missing"):
-        read_amodal_coco(str(path))
+    log = DropLog(str(path))
+    assert read_amodal_coco(str(path), log=log).records == []
+    assert log.dropped == {"image: height: missing": 1}
+    with pytest.raises(AnnotationError, match=r"broken\.json image id 1: height: missing"):
+        read_amodal_coco(str(path), strict=True)

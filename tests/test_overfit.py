@@ -52,7 +52,7 @@ def test_tiny_sln_overfits_four_synthetic_images(tmp_path):
     annotations = read_amodal_coco(str(data / "annotations" / "val.json"))
     cfg.MODEL.NUM_CLASSES = len(annotations.categories)
     loader = build_eval_loader(build_dataset(cfg, annotations, str(data / "images"), train=False), 2, 0)
-    results = run_inference(result.model, loader, "cpu", category_ids_of(annotations.categories), progress=False)
+    results, _ = run_inference(result.model, loader, "cpu", category_ids_of(annotations.categories), progress=False)
     detections = detections_from_results(results, annotations, DropLog("overfit results"))
     metrics = AmodalEvaluator(annotations, detections, cfg.EVAL).evaluate().metrics
     assert metrics["amodal"]["all"]["AP50"] >= 0.9, metrics["amodal"]["all"]

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sln_amodal.config import load_config
 from sln_amodal.data.synthetic import SceneParams, write_synthetic_dataset
 from sln_amodal.engine.checkpoint import LAST_CHECKPOINT_FILE, read_checkpoint, seed_all_rng
-from sln_amodal.engine.trainer import FINAL_CHECKPOINT, NonFiniteLossError, train
+from sln_amodal.engine.trainer import FINAL_CHECKPOINT, train
 from sln_amodal.modeling.build import build_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,22 +117,33 @@ def test_resume_with_last_equals_straight_run(dataset_dir, straight_run, tmp_pat
     assert again.iteration == 4 and again.checkpoint is None
 
 
-def test_non_finite_loss_stops_without_checkpoint(dataset_dir, tmp_path):
-    logs = str(tmp_path / "run")
-    train(tiny_config(*EXPLODING, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", logs)
-    saved = {name: (tmp_path / "run" / name).read_bytes() for name in (FINAL_CHECKPOINT, LAST_CHECKPOINT_FILE)}
+def test_non_finite_loss_keeps_only_sound_checkpoints_and_resume_applies_new_solver_values(dataset_dir, tmp_path):
+    logs = tmp_path / "run"
+    train(tiny_config("SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(logs))
+    saved = {name: (logs / name).read_bytes() for name in (FINAL_CHECKPOINT, LAST_CHECKPOINT_FILE)}
+    stale = logs / f"{FINAL_CHECKPOINT}.tmp.999999"  # what a checkpoint write killed midway leaves
+    stale.write_bytes(b"partial checkpoint")
 
+    # The resumed run takes the command line's exploding learning rate: update 2 blows the weights
+    # up, iteration 3's loss is not finite, and the checkpoint due after update 2 is never written.
     completed = run_cli("--dataset", dataset_dir, "--model", "last", "--logs", logs, *TINY, *EXPLODING,
                         "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "1")
     assert completed.returncode != 0
-    assert "error: iteration 2: non-finite loss" in completed.stderr
-    assert "loss_sem_dist" in completed.stderr
-    assert sorted(name for name in os.listdir(logs) if name.endswith(".pth")) == [FINAL_CHECKPOINT]
+    assert "error: iteration 3: non-finite loss" in completed.stderr and "loss_sem_dist" in completed.stderr
+    assert "model_0000002.pth holds the weights that gave this loss and was not written" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert f"removed {stale}" in completed.stderr and not stale.exists()
+    assert sorted(name for name in os.listdir(logs) if ".pth" in name) == [FINAL_CHECKPOINT]
     for name, content in saved.items():
-        assert (tmp_path / "run" / name).read_bytes() == content, name
+        assert (logs / name).read_bytes() == content, name
 
-    with pytest.raises(NonFiniteLossError, match="iteration 2: non-finite loss"):
-        train(tiny_config(*EXPLODING, "SOLVER.MAX_ITER", "3"), dataset_dir, "last", logs)
+    # Resuming again with a sound rate trains with that rate, and config.yaml says so.
+    lower_lr = BASE_LR / 2
+    result = train(tiny_config("SOLVER.MAX_ITER", "2", "SOLVER.BASE_LR", str(lower_lr)), dataset_dir, "last",
+                   str(logs))
+    groups = read_checkpoint(result.checkpoint)["optimizer"]["param_groups"]
+    assert groups[0]["initial_lr"] == groups[0]["lr"] == lower_lr  # iteration 2 ends the warm-up
+    assert load_config(str(logs / "config.yaml")).SOLVER.BASE_LR == lower_lr
 
 
 def test_tensorboard_scalars_and_pictures(straight_run):

@@ -238,6 +238,12 @@ _C.VIS.FILL_ALPHA = 0.5  # opacity of the colour filling an object's visible reg
 _C.VIS.HATCH_SPACING = 6  # pixels between the diagonal lines hatching an object's hidden region
 _C.VIS.HATCH_WIDTH = 2  # thickness of a hatch line, pixels
 _C.VIS.OUTLINE_WIDTH = 2  # thickness of the amodal and hidden-region outlines, pixels
+# amodal_test.py runs the model on photos above this many megapixels scaled down to it (aspect
+# kept), then resizes each detection's masks to the photo's size one at a time: the model's
+# image-size masks cost about 4 bytes per pixel and detection (~94 MB for a 6000 x 4000 photo, ~8 MB
+# at 2 MP). 2 MP is above what the detector itself sees (INPUT.MAX_SIZE_TEST x MIN_SIZE_TEST, about
+# 1.1 MP), so the cap costs the masks little detail.
+_C.VIS.MAX_WORKING_MEGAPIXELS = 2.0
 
 # ------------------------------------------------------------------------------------- solver
 # Training (sln_amodal/engine/trainer.py): SGD with momentum, linear warm-up, step decay; the numbers

@@ -20,13 +20,15 @@ from .readers.cocoa import read_cocoa
 from .readers.d2sa import read_d2sa
 from .readers.kins import read_kins
 from .readers.sln_npz import read_sln_npz
-from .records import AnnotationSet, DropLog
+from .records import AnnotationError, AnnotationSet, DropLog
 
 logger = logging.getLogger(__name__)
 
 PROJECT_DATA_TYPE = "AMODAL_COCO"
 CACHE_DIR_NAME = ".sln_cache"  # under the dataset folder unless a cache_dir is given
-CACHE_FORMAT_VERSION = 1  # bump when a reader's output changes, so old caches are not reused
+CACHE_FORMAT_VERSION = 2  # bump when a reader's output changes, so old caches are not reused
+# Where ``--dataset NAME`` looks for the folder NAME: the repository's datasets/ folder.
+DATASETS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "datasets")
 
 
 @dataclass(frozen=True)
@@ -97,20 +99,23 @@ def resolve_split(
     strict: bool = False,
     cache_dir: Optional[str] = None,
     cocoa_annotator: int = 0,
+    need_images: bool = True,
 ) -> tuple[AnnotationSet, str]:
-    """(annotations, image folder) of one split of the dataset folder ``dataset``.
+    """(annotations, image folder) of one split of the dataset ``dataset`` (a folder, or the name of
+    one in ``DATASETS_ROOT``).
 
     ``data_type`` is one of ``DATA_TYPES`` (config DATASETS.DATA_TYPE), ``cache_dir`` overrides
     where conversions are cached (DATASETS.CACHE_DIR) and ``cocoa_annotator`` picks the COCOA
     annotator (DATASETS.COCOA_ANNOTATOR). A missing file or folder raises FileNotFoundError naming
-    the path that was expected.
+    the path that was expected; the image folder may be missing when ``need_images`` is False
+    (scoring a results file). A split without categories or without any kept image raises
+    AnnotationError.
     """
     data_type = data_type.upper()
-    if not os.path.isdir(dataset):
-        raise FileNotFoundError(f"{dataset}: no such dataset folder")
+    dataset = dataset_folder(dataset)
     layout = _layout(data_type, split)
     image_root = os.path.join(dataset, layout.image_dir)
-    if not os.path.isdir(image_root):
+    if not os.path.isdir(image_root) and (need_images or data_type == "SLN"):
         raise FileNotFoundError(_missing_message([image_root], data_type, split, "image folder"))
     if data_type == PROJECT_DATA_TYPE:
         path = _find_annotation_file(dataset, layout, data_type, split)
@@ -121,7 +126,23 @@ def resolve_split(
     log = DropLog(path, strict)
     annotations = read_amodal_coco(path, strict, log)
     logger.info("%s", log.summary())
+    if not annotations.categories:
+        raise AnnotationError(path, "categories", "the file lists no categories, so no object can be used")
+    if not annotations.records:
+        raise AnnotationError(path, "images", f"no image of the {split} split is usable ({log.counts['images read']} "
+                              "read; see the summary above for why they were dropped)")
     return annotations, image_root
+
+
+def dataset_folder(dataset: str) -> str:
+    """``dataset`` itself when it is a folder, else ``DATASETS_ROOT/dataset`` for a bare name (SPEC
+    section 7: ``--dataset DIR_OR_NAME``); FileNotFoundError naming both when neither exists."""
+    if os.path.isdir(dataset):
+        return dataset
+    named = os.path.join(DATASETS_ROOT, dataset)
+    if os.sep not in dataset and os.path.isdir(named):
+        return named
+    raise FileNotFoundError(f"{dataset}: no such dataset folder (nor {named})")
 
 
 def _layout(data_type: str, split: str) -> SplitLayout:

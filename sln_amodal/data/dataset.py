@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 AUGMENT_STREAM = 1  # tags item generators apart from the sampler's shuffle generators (loader.SHUFFLE_STREAM)
 UNKNOWN_DEPTH_RANK = 0  # target depth_rank of objects whose annotation gives none
+# Target field listing the unreadable images an item passed over (their paths), so the process that
+# consumes the batches can report them even when loader workers did the reading.
+SKIPPED_IMAGES_FIELD = "skipped_images"
 UINT16_MAX = np.iinfo(np.uint16).max  # full scale of 16-bit greyscale images (PIL modes "I;16", "I")
 PIL_NATIVE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
@@ -62,8 +65,9 @@ class AmodalDataset(torch.utils.data.Dataset):
     Train mode resizes (short side drawn from ``min_sizes``, long side capped at ``max_size``) and
     flips with probability ``hflip_prob``; eval mode returns images at their own size (the model
     resizes and maps its outputs back). An unreadable image is skipped: the item is the next
-    readable one in index order, the file is named in a warning and counted in ``drop_log``
-    (counts are per process, so per loader worker); with ``strict`` it raises AnnotationError.
+    readable one in index order, the file is named in a warning, counted in ``drop_log`` (counts
+    are per process, so per loader worker) and listed in the item's target under
+    ``SKIPPED_IMAGES_FIELD``; with ``strict`` it raises AnnotationError.
     Crowd regions are not instances and are left out of targets.
     """
 
@@ -103,22 +107,26 @@ class AmodalDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        index, image = self._first_readable(index)
+        index, image, skipped = self._first_readable(index)
         record = self.records[index]
         image = torch.from_numpy(image).permute(2, 0, 1).contiguous()
-        return self.transforms(image, image_target(record, self.label_of), item_rng(self.seed, epoch, index))
+        target = {**image_target(record, self.label_of), SKIPPED_IMAGES_FIELD: skipped}
+        return self.transforms(image, target, item_rng(self.seed, epoch, index))
 
     def _path(self, record: ImageRecord) -> str:
         return os.path.join(self.image_root, record.file_name)
 
-    def _first_readable(self, index: int) -> tuple[int, np.ndarray]:
-        """The image at ``index``, or at the next index (cyclically) whose file reads correctly."""
+    def _first_readable(self, index: int) -> tuple[int, np.ndarray, list[str]]:
+        """(index, image) of the image at ``index``, or at the next index (cyclically) whose file reads
+        correctly, and the paths of the unreadable ones passed over."""
+        skipped = []
         for step in range(len(self)):
             candidate = (index + step) % len(self)
-            if candidate in self._unreadable:
-                continue
             record = self.records[candidate]
             path = self._path(record)
+            if candidate in self._unreadable:
+                skipped.append(path)
+                continue
             try:
                 image = read_image(path)
                 if image.shape[:2] != (record.height, record.width):
@@ -131,8 +139,9 @@ class AmodalDataset(torch.utils.data.Dataset):
                 logger.warning("skipping unreadable image %s (%s)", path, err)
                 self.drop_log.drop("image", "image file", str(err), record.file_name)
                 self._unreadable.add(candidate)
+                skipped.append(path)
                 continue
-            return candidate, image
+            return candidate, image, skipped
         raise AnnotationError(self.image_root, "images", "no image of the dataset can be read")
 
 

@@ -17,8 +17,10 @@ import torch
 import yaml
 
 from ..config import CfgNode, get_default_config
+from ..config.checks import check_config
+from ..fileio import atomic_write, atomic_write_text
 from ..modeling.build import build_model
-from ..modeling.weights import read_torch_file
+from ..modeling.weights import CheckpointError, read_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -27,32 +29,9 @@ LAST_CHECKPOINT_FILE = "last_checkpoint"  # holds the file name of the newest ch
 MODEL_CHECKPOINT_FIELDS = ("model", "config", "categories")
 
 
-class CheckpointError(ValueError):
-    """A file that is not a readable model checkpoint of this project; the message names it."""
-
-
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one, never a truncated file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``torch.save`` through ``fileio.atomic_write``: the old file or the new one, never a partial one."""
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def save_checkpoint(folder: str, name: str, state: dict) -> str:
@@ -102,19 +81,9 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file onto the CPU.
-
-    Only tensors, plain Python values and numpy arrays are unpickled; a file holding other objects
-    (e.g. numpy state pickled by another numpy version) is unpickled fully after a warning.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = read_torch_file(path)
-    # torch.load fails on a file of another kind with whatever error its bytes happen to trigger.
-    except Exception as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+def read_checkpoint(path: str, trust: bool = False) -> dict:
+    """Load a checkpoint dict onto the CPU (``modeling.weights.read_torch_file``: weights only unless ``trust``)."""
+    checkpoint = read_torch_file(path, trust)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(checkpoint).__name__}")
     return checkpoint
@@ -125,14 +94,16 @@ def load_trained_model(
     overrides: Optional[Sequence[str]] = None,
     device: Optional[str] = None,
     config_file: Optional[str] = None,
+    trust: bool = False,
 ) -> tuple[torch.nn.Module, CfgNode, list[dict]]:
     """Rebuild the model a training checkpoint was saved from, with its weights, in eval mode.
 
     The config is the checkpoint's, then ``config_file`` (YAML) and ``overrides`` (KEY VALUE) on
     top, then ``device`` as MODEL.DEVICE; with no device given, a CUDA config falls back to the CPU
-    when CUDA is unavailable. Returns (model, config, the training dataset's categories).
+    when CUDA is unavailable. ``trust``: see ``read_checkpoint``. Returns (model, config, the
+    training dataset's categories).
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, trust)
     missing = [name for name in MODEL_CHECKPOINT_FIELDS if name not in checkpoint]
     if missing:
         raise CheckpointError(
@@ -153,6 +124,7 @@ def load_trained_model(
     elif cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("%s was configured for %s, which is unavailable here; using the CPU", path, cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = "cpu"
+    check_config(cfg, training=False)
     categories = checkpoint["categories"]
     if not isinstance(categories, list) or len(categories) != cfg.MODEL.NUM_CLASSES:
         raise CheckpointError(f"{path}: categories: expected a list of MODEL.NUM_CLASSES = {cfg.MODEL.NUM_CLASSES} "

@@ -10,12 +10,13 @@ categories sorted by id, see ``AnnotationSet.contiguous_ids``).
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
-from ..structures.masks import encode_masks
+from ..structures.masks import encode_mask, encode_masks, resize_mask
 
 # What every mask head's eval output must hold for results entries (the shared output structure).
 RESULT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "depth_rank")
@@ -33,8 +34,15 @@ def check_output_fields(output: dict, where: str) -> None:
         raise ValueError(f"model output for {where} lacks {', '.join(missing)}; it has {', '.join(sorted(output))}")
 
 
-def predictions_to_results(output: dict, image_id: int, category_ids: Sequence[int]) -> list[dict]:
-    """One image's model output (tensors, original-image pixels) -> its results entries."""
+def predictions_to_results(
+    output: dict, image_id: int, category_ids: Sequence[int], mask_size: Optional[Sequence[int]] = None
+) -> list[dict]:
+    """One image's model output (tensors, original-image pixels) -> its results entries.
+
+    With ``mask_size`` (H, W) the masks may be at a smaller working resolution: each is resized to
+    (H, W) and encoded in turn (``resize_mask``), so only one full-size mask exists at a time; the
+    boxes must already be in (H, W) pixels.
+    """
     check_output_fields(output, f"image {image_id}")
     labels = output["labels"].tolist()
     unknown = sorted({label for label in labels if not 1 <= label <= len(category_ids)})
@@ -42,8 +50,8 @@ def predictions_to_results(output: dict, image_id: int, category_ids: Sequence[i
         raise ValueError(f"image {image_id}: labels {unknown} outside 1..{len(category_ids)} (the model's classes)")
     boxes = output["boxes"].detach().float().cpu()
     boxes_xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
-    amodal = encode_masks(output["amodal_masks"].detach().bool().cpu().numpy())
-    visible = encode_masks(output["visible_masks"].detach().bool().cpu().numpy())
+    amodal = _encoded(output["amodal_masks"], mask_size)
+    visible = _encoded(output["visible_masks"], mask_size)
     return [
         {
             "image_id": int(image_id),
@@ -60,6 +68,13 @@ def predictions_to_results(output: dict, image_id: int, category_ids: Sequence[i
     ]
 
 
+def _encoded(masks: Tensor, size: Optional[Sequence[int]]) -> list[dict]:
+    array = masks.detach().bool().cpu().numpy()
+    if size is None:
+        return encode_masks(array)
+    return [encode_mask(resize_mask(mask, size)) for mask in array]
+
+
 @torch.no_grad()
 def run_inference(
     model: torch.nn.Module,
@@ -67,13 +82,15 @@ def run_inference(
     device: torch.device | str,
     category_ids: Sequence[int],
     progress: bool = True,
-) -> list[dict]:
-    """Results entries for every image of an eval loader (batches of ``(images, targets)``).
+) -> tuple[list[dict], set[int]]:
+    """Results entries for every image of an eval loader (batches of ``(images, targets)``), and the
+    ids of the images inferred.
 
     The model runs in eval mode and gets its previous mode back afterwards, so a trainer can call
     this between iterations. An image id seen twice is inferred once: the dataset stands in the
     next readable image for an unreadable one, and scoring that image twice would count its
-    detections twice.
+    detections twice. The ids of unreadable images are not among those returned, so their ground
+    truth can be left out of scoring instead of counting as missed.
     """
     was_training = model.training
     model.eval()
@@ -92,4 +109,4 @@ def run_inference(
                 results.extend(predictions_to_results(output, targets[index]["image_id"], category_ids))
     finally:
         model.train(was_training)
-    return results
+    return results, seen

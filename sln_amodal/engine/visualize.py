@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import CfgNode, get_default_config
+from ..structures.masks import resize_mask
 from .inference import RESULT_FIELDS, check_output_fields
 
 UINT8_MAX = np.iinfo(np.uint8).max
@@ -67,6 +68,7 @@ def draw_overlay(
     score_thresh: float,
     class_names: Optional[Sequence[str]] = None,
     style: Optional[OverlayStyle] = None,
+    resize_masks: bool = False,
 ) -> np.ndarray:
     """Paint one image's detections scoring at least ``score_thresh`` onto it.
 
@@ -75,15 +77,17 @@ def draw_overlay(
     lines, both the hidden region and the amodal mask outlined, and a label "#rank name score" at
     the top-left corner of the box. ``image`` is (H, W, 3) uint8, or float in [0, 1]; ``output``
     holds the model's per-image fields (tensors or arrays) in the same pixels; ``class_names[i - 1]``
-    names label i (the label number when None); ``style`` defaults to the ``VIS`` defaults.
-    Returns (H, W, 3) uint8.
+    names label i (the label number when None); ``style`` defaults to the ``VIS`` defaults. With
+    ``resize_masks`` the masks may be at a smaller working resolution (the boxes still in image
+    pixels): each drawn object's are resized to the image's in turn (``resize_mask``), so only one
+    object's full-size masks exist at a time. Returns (H, W, 3) uint8.
     """
     style = style or overlay_style(get_default_config())
     canvas = _as_uint8_image(image).astype(np.float32)
     height, width = canvas.shape[:2]
     check_output_fields(output, "the overlay")
     for name in ("amodal_masks", "visible_masks"):
-        if tuple(output[name].shape[1:]) != (height, width):
+        if tuple(output[name].shape[1:]) != (height, width) and not resize_masks:
             raise ValueError(f"{name} {tuple(output[name].shape[1:])} do not match the image's size {(height, width)}")
     keep = np.flatnonzero(_as_numpy(output["scores"]) >= score_thresh)
     fields = {name: _rows(output[name], keep) for name in RESULT_FIELDS}
@@ -94,8 +98,8 @@ def draw_overlay(
     hatch_lines = _diagonal_lines(height, width, style.hatch_spacing, style.hatch_width)
     for index in painting_order:
         colour = colours[index]
-        amodal = fields["amodal_masks"][index].astype(bool)
-        visible = fields["visible_masks"][index].astype(bool) & amodal
+        amodal = resize_mask(fields["amodal_masks"][index], (height, width))
+        visible = resize_mask(fields["visible_masks"][index], (height, width)) & amodal
         hidden = amodal & ~visible
         canvas[visible] = (1 - style.fill_alpha) * canvas[visible] + style.fill_alpha * colour
         canvas[(hidden & hatch_lines) | _inner_outline(hidden, style.outline_width)

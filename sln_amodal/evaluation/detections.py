@@ -4,7 +4,8 @@ A results file is a COCO results list; every entry carries ``image_id``, ``categ
 ``score``, ``segmentation`` (amodal RLE) and ``visible_segmentation`` (RLE); ``bbox`` and
 ``depth_rank`` may be present and are not needed for scoring. An entry that cannot be scored is
 dropped and counted (or raises in strict mode); an entry for an image the ground truth does not
-have is ignored with a counted warning, in every mode, as COCO-style evaluation of a subset needs.
+have is ignored with a counted warning, in every mode, as COCO-style evaluation of a subset needs,
+unless no entry at all names an image of the ground truth (a warning, an error in strict mode).
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.readers.common import load_json
+from ..data.readers.common import FieldError, as_int, load_json
 from ..data.records import AnnotationError, AnnotationSet, DropLog
-from ..structures.masks import SegmentationError, segmentation_to_rle
+from ..structures.masks import SegmentationError, describe_value, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,12 @@ def load_results(path: str, ground_truth: AnnotationSet, strict: bool = False,
 
 
 def detections_from_results(results: list, ground_truth: AnnotationSet, log: DropLog) -> Detections:
+    """The scorable entries of ``results``; see the module docstring for what is dropped or ignored.
+
+    Ids are read as the ground truth's are (``readers.common.as_int``: 3, 3.0 and "3" are one id).
+    Detections that exist but all name images the ground truth lacks (ids offset, another split)
+    would score as a 100% miss: that is a loud warning, and an error in strict mode.
+    """
     sizes = {record.image_id: (record.height, record.width) for record in ground_truth.records}
     category_ids = {int(c["id"]) for c in ground_truth.categories}
     image_ids, det_category_ids, scores, amodal, visible = [], [], [], [], []
@@ -56,22 +63,27 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
         where = f"detection {index}"
         log.read("detections")
         if not isinstance(det, dict):
-            log.drop("detection", "<entry>", f"expected an object, got {type(det).__name__}", where)
+            log.drop("detection", "<entry>", f"expected an object, got {describe_value(det)}", where)
             continue
         missing = next((name for name in REQUIRED_FIELDS if name not in det), None)
         if missing is not None:
             log.drop("detection", missing, "missing", where)
             continue
-        size = sizes.get(det["image_id"])
+        try:
+            image_id, category_id = as_int(det["image_id"], "image_id"), as_int(det["category_id"], "category_id")
+        except FieldError as err:
+            log.drop("detection", err.field, err.reason, where)
+            continue
+        size = sizes.get(image_id)
         if size is None:
             unknown_images += 1
             continue
-        if det["category_id"] not in category_ids:
-            log.drop("detection", "category_id", f"unknown category {det['category_id']}", where)
+        if category_id not in category_ids:
+            log.drop("detection", "category_id", f"unknown category {det['category_id']!r}", where)
             continue
         score = det["score"]
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            log.drop("detection", "score", f"expected a finite number, got {score!r}", where)
+            log.drop("detection", "score", f"expected a finite number, got {describe_value(score)}", where)
             continue
         try:
             amodal_rle = segmentation_to_rle(det["segmentation"], *size)
@@ -84,8 +96,8 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
             log.drop("detection", "visible_segmentation", str(err), where)
             continue
         log.kept("detections")
-        image_ids.append(det["image_id"])
-        det_category_ids.append(det["category_id"])
+        image_ids.append(image_id)
+        det_category_ids.append(category_id)
         scores.append(score)
         amodal.append(amodal_rle)
         visible.append(visible_rle)
@@ -93,6 +105,13 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
         log.counts[UNKNOWN_IMAGE_COUNT] += unknown_images
         logger.warning("%s: %d detections name images that are not in the ground truth; they are ignored",
                        log.source, unknown_images)
+    if unknown_images and not image_ids:
+        message = (f"none of the {unknown_images} detections names an image of the ground truth (its image ids "
+                   f"run {min(sizes, default=None)}..{max(sizes, default=None)}): every object would count as "
+                   "missed. Check that the results belong to this split and use its image ids")
+        if log.strict:
+            raise AnnotationError(log.source, "image_id", message)
+        logger.warning("%s: %s", log.source, message)
     return Detections(
         image_ids=np.asarray(image_ids, dtype=np.int64),
         category_ids=np.asarray(det_category_ids, dtype=np.int64),

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 
+from ..fileio import atomic_write
 from .metrics import UNDEFINED
 
 SPLIT_LABELS = {"amodal": "both", "amodal_things": "things", "amodal_stuff": "stuff"}
@@ -11,12 +11,8 @@ NOT_DEFINED = "n/a"
 
 
 def write_metrics(metrics: dict, path: str) -> None:
-    """Write atomically (temporary file, then rename) so a crash never leaves half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(tmp, path)
+    """Write atomically (``fileio.atomic_write``) so a crash never leaves half a file."""
+    atomic_write(path, lambda f: json.dump(metrics, f, indent=2))
 
 
 def format_report(metrics: dict) -> str:

@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,10 @@ TORCHVISION_BN_EPS = 1e-5
 BN_STEP_COUNTER = "num_batches_tracked"
 # Unpickling a numpy array needs exactly these globals; allowing them (and nothing else) lets a
 # training checkpoint with array-valued state load without running other pickled code.
-NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
+# numpy 2 pickles a dtype through its class (numpy.dtypes.UInt32DType, ...), which builds nothing else.
+NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype,
+                       *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType"))]
+TRUST_CHECKPOINT_FLAG = "--trust-checkpoint"  # the command lines' opt-in to full unpickling
 
 _STAGE_OF_LAYER = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
 _BN_BUFFERS = r"(weight|bias|running_mean|running_var)"
@@ -87,6 +91,10 @@ _TORCHVISION_KEY_PATTERNS = [
     (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", lambda m: f"roi_heads.mask_branch.mask_fcn.predictor.{m[1]}"),
 ]
 _TORCHVISION_KEY_RULES = [(re.compile(pattern), rename) for pattern, rename in _TORCHVISION_KEY_PATTERNS]
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable model checkpoint of this project; the message names it."""
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
@@ -151,7 +159,7 @@ def detect_layout(state_dict: dict[str, Tensor]) -> str:
     raise ValueError("unrecognised checkpoint layout: no backbone.bottom_up.*, backbone.body.* or conv1/layer1 keys")
 
 
-def load_pretrained(model: nn.Module, spec: str, checkpoints_dir: str = "checkpoints") -> LoadReport:
+def load_pretrained(model: nn.Module, spec: str, checkpoints_dir: str = "checkpoints", trust: bool = False) -> LoadReport:
     """Load ``spec`` into ``model``: "coco", "imagenet", "none" or a checkpoint path.
 
     "coco" reads ``checkpoints_dir/mask_rcnn_coco.pth`` (torchvision's or this project's layout),
@@ -160,6 +168,7 @@ def load_pretrained(model: nn.Module, spec: str, checkpoints_dir: str = "checkpo
     file to fetch and where to put it. A path may hold a bare state dict or a training checkpoint
     with the weights under "model". Tensors whose shape differs from the model's (another class
     count, a new head) stay as initialised; they and the keys the checkpoint lacks are logged.
+    ``trust``: see ``read_torch_file``. A file that holds no usable weights raises CheckpointError.
     """
     if spec.lower() == "none":
         return LoadReport(path=None)
@@ -179,8 +188,11 @@ def load_pretrained(model: nn.Module, spec: str, checkpoints_dir: str = "checkpo
             raise PretrainedWeightsMissing(f"--model / MODEL.WEIGHTS: checkpoint {path!r} does not exist")
         source_eps = TORCHVISION_BN_EPS
 
-    state_dict = _read_state_dict(path)
-    layout = detect_layout(state_dict)
+    state_dict = _read_state_dict(path, trust)
+    try:
+        layout = detect_layout(state_dict)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
     if layout == "torchvision_maskrcnn":
         state_dict = convert_torchvision_maskrcnn(state_dict, source_eps, target_eps)
     elif layout == "torchvision_resnet":
@@ -213,23 +225,48 @@ def _ensure_file(path: str, torchvision_weights: str) -> None:
         ) from error
 
 
-def read_torch_file(path: str) -> Any:
-    """``torch.load`` onto the CPU, unpickling only tensors, plain values and numpy arrays; a file
-    holding other objects is unpickled fully after a warning (load only files you trust)."""
+def read_torch_file(path: str, trust: bool = False) -> Any:
+    """``torch.load`` onto the CPU, unpickling only tensors, plain values and numpy arrays.
+
+    Unpickling anything else can run code the file carries, so a checkpoint holding other objects
+    is an error (CheckpointError) unless ``trust`` (the command lines' ``--trust-checkpoint``)
+    allows full unpickling of a file whose origin the user vouches for. A file that is not a
+    PyTorch checkpoint at all is an error either way.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
         with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        logger.warning("%s holds more than tensors and arrays; unpickling it fully (load only files you trust)", path)
+    # torch.load fails on a file of another kind with whatever error its bytes happen to trigger.
+    except Exception as err:
+        if not isinstance(err, pickle.UnpicklingError) or not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: "
+                                  f"{_first_line(err)})") from err
+        if not trust:
+            raise CheckpointError(
+                f"{path}: holds objects other than tensors, plain values and arrays ({_first_line(err)}); unpickling "
+                f"them could run code the file carries. Only if you trust where the file comes from, pass "
+                f"{TRUST_CHECKPOINT_FLAG} to unpickle it fully") from err
+    logger.warning("%s holds more than tensors and arrays; unpickling it fully (%s)", path, TRUST_CHECKPOINT_FLAG)
+    try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: "
+                              f"{_first_line(err)})") from err
 
 
-def _read_state_dict(path: str) -> dict[str, Tensor]:
-    checkpoint = read_torch_file(path)
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _read_state_dict(path: str, trust: bool) -> dict[str, Tensor]:
+    checkpoint = read_torch_file(path, trust)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, Tensor) for v in checkpoint.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor) or a checkpoint with one under 'model'")
+        raise CheckpointError(f"{path}: expected a state dict (name -> tensor) or a checkpoint with one under 'model'")
     return checkpoint
 
 

@@ -1,4 +1,4 @@
-"""Mask helpers shared by readers, converters, targets and evaluation.
+"""Mask helpers shared by readers, converters, targets, evaluation and inference outputs.
 
 Masks travel between modules as COCO run-length encodings (``{"size": [h, w], "counts": str}``,
 compressed, counts as ``str`` so they serialise to JSON) and become arrays only where pixels are
@@ -6,14 +6,32 @@ needed. Arrays are ``uint8``/``bool`` H x W in row-major order.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as mask_utils
 
 MIN_POLYGON_NUMBERS = 6  # a polygon needs three (x, y) points
 # pycocotools 2.0.11 area() overflows a uint8 count past 255 masks, so areas go in batches this big.
 PYCOCOTOOLS_AREA_BATCH = 255
+# Polygon points may lie outside the image (amodal masks of truncated objects), but at most this many
+# image sizes away from it.
+POLYGON_MARGIN_IMAGES = 1
+# pycocotools' compressed counts: characters '0' + 0..63; per character 5 value bits, a sign bit
+# (on the last character of a value) and a "more characters follow" bit.
+RLE_CHAR_OFFSET = ord("0")
+RLE_CHAR_MAX = 63
+RLE_BITS_PER_CHAR = 5
+RLE_VALUE_BITS = 0x1F
+RLE_SIGN_BIT = 0x10
+RLE_MORE_BIT = 0x20
+# The C decoder shifts in 32-bit ints, so values of more characters (beyond +-2^29) decode wrongly.
+RLE_MAX_CHARS_PER_VALUE = 6
+MAX_VALUE_CHARS = 60  # of a bad value quoted in an error message
+# A resized mask keeps the pixels its bilinear interpolation covers at least this much.
+RESIZED_MASK_THRESH = 0.5
 
 
 class SegmentationError(ValueError):
@@ -54,32 +72,136 @@ def decode_rles(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
 def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
     """A COCO ``segmentation`` (polygon list, flat polygon, RLE with list or string counts) -> RLE.
 
-    Raises ``SegmentationError`` for anything degenerate, so callers can drop and count it.
+    The one entry point for masks read from files: it checks everything pycocotools' C code would
+    otherwise trust (run lengths that cover exactly ``height * width`` pixels, well-formed count
+    strings, finite polygon coordinates near the image), since bad counts make it loop forever or
+    crash. Raises ``SegmentationError`` for anything malformed or degenerate, so callers can drop and
+    count it.
     """
     if isinstance(segmentation, dict):
-        size = segmentation.get("size")
-        if size is None or "counts" not in segmentation:
-            raise SegmentationError("RLE needs 'size' and 'counts'")
-        if [int(s) for s in size] != [height, width]:
-            raise SegmentationError(f"RLE size {list(size)} differs from image size {[height, width]}")
-        counts = segmentation["counts"]
-        if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        rle = dict(rle)
-        if isinstance(rle["counts"], bytes):
-            rle["counts"] = rle["counts"].decode("ascii")
-        return rle
+        return _checked_rle(segmentation, height, width)
     if not isinstance(segmentation, list) or not segmentation:
-        raise SegmentationError(f"expected a polygon list or an RLE dict, got {type(segmentation).__name__}")
+        raise SegmentationError(f"expected a polygon list or an RLE dict, got {describe_value(segmentation)}")
     polygons = [segmentation] if not isinstance(segmentation[0], (list, tuple)) else segmentation
-    polygons = [[float(v) for v in p] for p in polygons if len(p) >= MIN_POLYGON_NUMBERS and len(p) % 2 == 0]
+    polygons = [_checked_polygon(p, height, width) for p in polygons]
+    # pycocotools reads a first polygon of 4 numbers as a box, and shorter ones have no area.
+    polygons = [p for p in polygons if len(p) >= MIN_POLYGON_NUMBERS]
     if not polygons:
         raise SegmentationError(f"no polygon with at least {MIN_POLYGON_NUMBERS} numbers")
     rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
+
+
+def rle_run_lengths(counts: str) -> np.ndarray:
+    """The run lengths a compressed COCO count string encodes, decoded as pycocotools' ``rleFrString``
+    does (LEB128-like 5-bit groups, runs after the third stored as differences to the run two back).
+
+    Raises ``SegmentationError`` for characters outside the alphabet, a truncated last value, or a
+    value too long for the C decoder's ``int`` arithmetic; runs may still be negative (the caller checks).
+    """
+    if not counts.isascii():
+        raise SegmentationError("RLE counts string holds non-ASCII characters")
+    codes = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - RLE_CHAR_OFFSET
+    if codes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if codes.min() < 0 or codes.max() > RLE_CHAR_MAX:
+        bad = counts[int(np.flatnonzero((codes < 0) | (codes > RLE_CHAR_MAX))[0])]
+        raise SegmentationError(f"RLE counts string holds {bad!r}, outside the characters "
+                                f"{chr(RLE_CHAR_OFFSET)!r}..{chr(RLE_CHAR_OFFSET + RLE_CHAR_MAX)!r}")
+    more = (codes & RLE_MORE_BIT) != 0
+    if more[-1]:
+        raise SegmentationError("RLE counts string ends inside a value")
+    ends = np.flatnonzero(~more)
+    starts = np.r_[0, ends[:-1] + 1]
+    lengths = ends - starts + 1
+    if lengths.max() > RLE_MAX_CHARS_PER_VALUE:
+        raise SegmentationError(f"RLE counts string holds a value of more than {RLE_MAX_CHARS_PER_VALUE} characters")
+    position = np.arange(codes.size) - np.repeat(starts, lengths)
+    values = np.add.reduceat((codes & RLE_VALUE_BITS) << (RLE_BITS_PER_CHAR * position), starts)
+    negative = (codes[ends] & RLE_SIGN_BIT) != 0
+    values = np.where(negative, values - (1 << (RLE_BITS_PER_CHAR * lengths)), values)
+    # runs[i] = values[i] + runs[i - 2] from i = 3 on: a running sum over each parity from index 1/2.
+    runs = values.copy()
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
+    return runs
+
+
+def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
+    if "size" not in segmentation or "counts" not in segmentation:
+        raise SegmentationError("RLE needs 'size' and 'counts'")
+    size = segmentation["size"]
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) for s in size)):
+        raise SegmentationError(f"RLE size must be [height, width] as two integers, got {describe_value(size)}")
+    if [int(s) for s in size] != [height, width]:
+        raise SegmentationError(f"RLE size {list(size)} differs from image size {[height, width]}")
+    counts = segmentation["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("latin-1")  # every byte maps to one character; non-ASCII ones are refused below
+    if isinstance(counts, list):
+        if not all(_is_int(c) for c in counts):
+            bad = next(c for c in counts if not _is_int(c))
+            raise SegmentationError(f"RLE counts must be integers, got {describe_value(bad)}")
+        runs = np.asarray(counts, dtype=np.int64)
+    elif isinstance(counts, str):
+        runs = rle_run_lengths(counts)
+    else:
+        raise SegmentationError(f"RLE counts must be a string or a list of integers, got {describe_value(counts)}")
+    if runs.size and runs.min() < 0:
+        raise SegmentationError(f"RLE counts hold a negative run ({int(runs.min())})")
+    if int(runs.sum()) != height * width:
+        raise SegmentationError(f"RLE counts cover {int(runs.sum())} pixels, the {width}x{height} image has "
+                                f"{height * width}")
+    # pycocotools' merge miscounts runs of length zero after the first (its encoder never writes
+    # them), so such counts are rewritten without them; other count strings pass as they are.
+    if isinstance(counts, str) and not (runs[1:] == 0).any():
+        return {"size": [height, width], "counts": counts}
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": _without_empty_runs(runs)}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def _without_empty_runs(runs: np.ndarray) -> list[int]:
+    """The same mask's run lengths with every zero-length run after the first joined into its neighbours."""
+    merged = [int(runs[0])] if runs.size else []
+    index = 1
+    while index < runs.size:
+        if runs[index] == 0:  # the runs on either side hold the same value: one run
+            if index + 1 < runs.size:
+                merged[-1] += int(runs[index + 1])
+            index += 2
+        else:
+            merged.append(int(runs[index]))
+            index += 1
+    return merged
+
+
+def _checked_polygon(polygon, height: int, width: int) -> list[float]:
+    if not isinstance(polygon, (list, tuple)):
+        raise SegmentationError(f"a polygon must be a list of numbers, got {describe_value(polygon)}")
+    if len(polygon) % 2:
+        raise SegmentationError(f"a polygon must hold (x, y) pairs, got {len(polygon)} numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
+        bad = next(v for v in polygon if not isinstance(v, (int, float)) or isinstance(v, bool))
+        raise SegmentationError(f"polygon coordinates must be numbers, got {describe_value(bad)}")
+    values = np.asarray(polygon, dtype=np.float64)
+    # pycocotools rasterises every edge step by step, so far-away points cost time and memory.
+    margin = POLYGON_MARGIN_IMAGES * max(height, width)
+    inside = np.isfinite(values) & (values >= -margin) & (values <= margin + max(height, width))
+    if not inside.all():
+        raise SegmentationError(f"polygon coordinate {float(values[~inside][0])!r} is not a finite number within "
+                                f"{margin} pixels of the {width}x{height} image")
+    return values.tolist()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def describe_value(value) -> str:
+    """A bad value for an error message: its type and a shortened repr (so "1" and 1 read differently)."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:MAX_VALUE_CHARS]}{'...' if len(text) > MAX_VALUE_CHARS else ''}"
 
 
 def rle_area(rle: dict) -> int:
@@ -132,6 +254,44 @@ def mask_to_bbox(mask: np.ndarray) -> list[float]:
     if len(xs) == 0:
         return [0.0, 0.0, 0.0, 0.0]
     return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def resize_mask(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """An h x w mask at size (H, W) -> H x W bool (the mask itself when already that size).
+
+    Bilinear interpolation kept where at least ``RESIZED_MASK_THRESH``, so edges stay smooth instead
+    of turning into nearest-neighbour blocks; upscaling matches ``F.interpolate(mode="bilinear",
+    align_corners=False)`` on the whole mask, shrinking is antialiased. Only the output pixels the
+    mask's bounding box reaches are computed, so time and temporary memory follow the object's size
+    rather than the image's.
+    """
+    height, width = int(size[0]), int(size[1])
+    if mask.shape == (height, width):
+        return mask.astype(bool, copy=False)
+    resized = np.zeros((height, width), dtype=bool)
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return resized
+    scale_y, scale_x = height / mask.shape[0], width / mask.shape[1]
+    top, bottom = _reached_span(rows[0], rows[-1], scale_y, height)
+    left, right = _reached_span(columns[0], columns[-1], scale_x, width)
+    # PIL's box resamples just that region in the whole image's geometry (its filter still reads
+    # the source pixels around the box); float32 ("F") keeps the interpolation unrounded.
+    region = Image.fromarray(mask.astype(np.float32)).resize(
+        (right - left, bottom - top), Image.Resampling.BILINEAR,
+        box=(left / scale_x, top / scale_y, right / scale_x, bottom / scale_y),
+    )
+    resized[top:bottom, left:right] = np.asarray(region) >= RESIZED_MASK_THRESH
+    return resized
+
+
+def _reached_span(first: int, last: int, scale: float, extent: int) -> tuple[int, int]:
+    """The output pixels [start, stop) along one axis whose bilinear filter reaches source pixels
+    first..last, when resizing by ``scale`` into ``extent`` pixels (a superset by up to a pixel)."""
+    reach = max(1.0, 1.0 / scale)  # the filter's half-width in source pixels, wider when shrinking
+    start = math.floor((first + 0.5 - reach) * scale)
+    stop = math.ceil((last + 0.5 + reach) * scale)
+    return max(start, 0), min(stop, extent)
 
 
 def _as_bytes(rle: dict) -> dict:

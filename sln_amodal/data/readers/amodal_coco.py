@@ -7,48 +7,106 @@ loads it as an ordinary instances file (amodal masks in ``segmentation``).
 """
 from __future__ import annotations
 
+import collections
 import json
-import os
 
-from ...structures.masks import rle_area
-from ..records import AnnotationSet, DropLog, ImageRecord
-from .coco_style import known_category, read_images
-from .common import COCO_TOP_LEVEL_KEYS, build_object, load_annotation_file, require
+from ...fileio import atomic_write
+from ...structures.masks import describe_value, rle_area
+from ..records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from .coco_style import category_field, read_images, read_objects
+from .common import (
+    COCO_TOP_LEVEL_KEYS,
+    FieldError,
+    as_int,
+    bool_field,
+    box_field,
+    build_object,
+    entry_where,
+    int_field,
+    load_annotation_file,
+    read_categories,
+    str_field,
+)
 
 
 def read_amodal_coco(path: str, strict: bool = False, log: DropLog | None = None) -> AnnotationSet:
+    """Read ``path``; malformed entries are dropped and counted in ``log`` (errors when ``strict``).
+
+    Depth constraints name annotations by id, so a constraint naming an id that several annotations
+    share is dropped (the objects themselves are kept).
+    """
     data = load_annotation_file(path, COCO_TOP_LEVEL_KEYS)
     log = log or DropLog(path, strict)
-    category_ids = {int(c["id"]) for c in data["categories"]}
-    constraints_of_image = {image.get("id"): image.get("depth_constraints", []) for image in data["images"]}
+    categories = read_categories(data, path)
+    category_ids = {c["id"] for c in categories}
+    id_copies = collections.Counter(_annotation_ids(data["annotations"]))
 
-    def fill_record(record: ImageRecord, annotations: list, where: str) -> bool:
+    def read_object(record: ImageRecord, ann: dict, where: str) -> ObjectAnnotation | None:
+        category_id = category_field(ann, category_ids)
+        fields = dict(depth_rank=int_field(ann, "depth_rank", None), is_stuff=bool_field(ann, "is_stuff"),
+                      iscrowd=bool_field(ann, "iscrowd"), ann_id=int_field(ann, "id", None),
+                      name=str_field(ann, "name", ""), source_bbox=box_field(ann, "bbox"))
+        return build_object(log, where, record.height, record.width, category_id, ann.get("segmentation"),
+                            ann.get("visible_segmentation"), **fields)
+
+    def fill_record(record: ImageRecord, image: dict, annotations: list, where: str) -> bool:
         index_of_ann = {}
-        for ann in annotations:
-            ann_where = f"annotation id {ann.get('id')}"
-            category_id = known_category(ann, category_ids, log, path, ann_where)
-            if category_id is None:
+        for _, _, obj in read_objects(log, record, annotations, _annotation_where, read_object):
+            if obj.ann_id is not None and id_copies[obj.ann_id] == 1:
+                index_of_ann[obj.ann_id] = len(record.objects)
+            record.objects.append(obj)
+        constraints = image.get("depth_constraints") or []
+        if not isinstance(constraints, list):
+            log.drop("depth constraint", "depth_constraints", f"expected a list of [front, back] annotation id "
+                     f"pairs, got {describe_value(constraints)}", where)
+            return True
+        for pair in constraints:
+            log.read("depth constraints")
+            front_back = _constraint_pair(pair)
+            if front_back is None:
+                log.drop("depth constraint", "depth_constraints", f"expected a [front, back] pair of annotation "
+                         f"ids, got {describe_value(pair)}", where)
                 continue
-            obj = build_object(
-                log, ann_where, record.height, record.width, category_id,
-                require(ann, "segmentation", path, ann_where), ann.get("visible_segmentation"),
-                depth_rank=ann.get("depth_rank"), is_stuff=ann.get("is_stuff", False),
-                iscrowd=ann.get("iscrowd", False), ann_id=ann.get("id"), name=ann.get("name", ""),
-                source_bbox=ann.get("bbox"),
-            )
-            if obj is not None:
-                index_of_ann[ann.get("id")] = len(record.objects)
-                record.objects.append(obj)
-        for pair in constraints_of_image[record.image_id]:
-            front, back = (index_of_ann.get(a) for a in pair)
-            if front is None or back is None:
+            shared = [ann_id for ann_id in front_back if id_copies[ann_id] > 1]
+            front, back = (index_of_ann.get(ann_id) for ann_id in front_back)
+            if shared:
+                log.drop("depth constraint", "depth_constraints", f"{pair} names annotation id {shared[0]}, which "
+                         f"{id_copies[shared[0]]} annotations share", where)
+            elif front is None or back is None:
                 log.drop("depth constraint", "depth_constraints", f"{pair} names a missing annotation", where)
             else:
                 record.depth_constraints.append((front, back))
+                log.kept("depth constraints")
         return True
 
     records = read_images(path, data, log, fill_record)
-    return AnnotationSet(categories=[dict(c) for c in data["categories"]], records=records)
+    return AnnotationSet(categories=categories, records=records)
+
+
+def _annotation_where(index: int, ann) -> str:
+    return entry_where(ann, index, "annotation")
+
+
+def _annotation_ids(annotations: list) -> list[int]:
+    """The integer ids of the annotations that have one (malformed entries are dropped later)."""
+    ids = []
+    for ann in annotations:
+        try:
+            if isinstance(ann, dict) and ann.get("id") is not None:
+                ids.append(as_int(ann["id"], "id"))
+        except FieldError:
+            continue
+    return ids
+
+
+def _constraint_pair(pair) -> tuple[int, int] | None:
+    """``[front_id, back_id]`` as two integer ids, or None when malformed."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        return None
+    try:
+        return as_int(pair[0], "front"), as_int(pair[1], "back")
+    except FieldError:
+        return None
 
 
 def amodal_coco_dict(annotations: AnnotationSet) -> dict:
@@ -81,9 +139,6 @@ def amodal_coco_dict(annotations: AnnotationSet) -> dict:
 
 
 def write_amodal_coco(annotations: AnnotationSet, path: str) -> None:
-    """Write atomically (temporary file, then rename) so a crash never leaves half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(amodal_coco_dict(annotations), f)
-    os.replace(tmp, path)
+    """Write atomically (``fileio.atomic_write``) so a crash never leaves half a file."""
+    content = amodal_coco_dict(annotations)
+    atomic_write(path, lambda f: json.dump(content, f))

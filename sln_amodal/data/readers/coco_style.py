@@ -2,23 +2,27 @@
 
 Such a file lists ``images`` and, separately, ``annotations`` that name their image by
 ``image_id``. ``read_images`` walks the images, hands each one its annotations, and counts what it
-drops: images whose file is missing and annotations that name no listed image.
+drops (malformed entries, duplicated image ids, missing image files, annotations naming no image);
+``read_objects`` turns one image's annotations into objects the same way.
 """
 from __future__ import annotations
 
 import collections
 import os
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from ...structures.masks import describe_value
 from ..records import DropLog, ImageRecord, ObjectAnnotation
-from .common import build_object, require
+from .common import FieldError, build_object, entry_where, int_field, positive_int_field, str_field
 
 # Fills ``record`` from the annotations of its image; returns False after logging why it dropped
-# the whole image. Called with (record, annotations, where).
-FillRecord = Callable[[ImageRecord, list, str], bool]
+# the whole image. Called with (record, image entry, annotations, where).
+FillRecord = Callable[[ImageRecord, dict, list, str], bool]
+# Reads one annotation of the record's image into an object: called with (record, annotation, where).
+ReadObject = Callable[[ImageRecord, dict, str], Optional[ObjectAnnotation]]
 
 
 def read_images(
@@ -26,49 +30,94 @@ def read_images(
 ) -> list[ImageRecord]:
     """One ImageRecord per entry of ``data["images"]`` that is kept, in file order.
 
-    With ``image_root`` given, an image whose file is not there is dropped and counted (its
-    annotations are not read). An image without annotations is kept with no objects.
+    Dropped and counted: a malformed image entry, every image whose id another image shares too
+    (its annotations could belong to either), an image whose file is missing under ``image_root``
+    (when given; its annotations are not read) and annotations that name no kept image. An image
+    without annotations is kept with no objects.
     """
     by_image = collections.defaultdict(list)
-    for ann in data["annotations"]:
-        by_image[ann.get("image_id")].append(ann)
+    for index, ann in enumerate(data["annotations"]):
+        where = entry_where(ann, index, "annotation")
+        try:
+            if not isinstance(ann, dict):
+                raise FieldError("<entry>", f"expected an object, got {describe_value(ann)}")
+            by_image[int_field(ann, "image_id")].append(ann)
+        except FieldError as err:
+            log.drop("annotation", err.field, err.reason, where)
+
+    images = []
+    for index, image in enumerate(data["images"]):
+        where = entry_where(image, index, "image")
+        log.read("images")
+        try:
+            if not isinstance(image, dict):
+                raise FieldError("<entry>", f"expected an object, got {describe_value(image)}")
+            record = ImageRecord(file_name=str_field(image, "file_name"), height=positive_int_field(image, "height"),
+                                 width=positive_int_field(image, "width"), image_id=int_field(image, "id"))
+        except FieldError as err:
+            log.drop("image", err.field, err.reason, where)
+            continue
+        images.append((record, image, where))
+    copies = collections.Counter(record.image_id for record, _, _ in images)
 
     records = []
-    for image in tqdm(data["images"], desc=f"reading {os.path.basename(path)}", unit="image", disable=None):
-        where = f"image id {image.get('id')}"
-        image_id = int(require(image, "id", path, where))
-        record = ImageRecord(
-            file_name=str(require(image, "file_name", path, where)),
-            height=int(require(image, "height", path, where)),
-            width=int(require(image, "width", path, where)),
-            image_id=image_id,
-        )
-        annotations = by_image.pop(image_id, [])
-        log.read("images")
+    for record, image, where in tqdm(images, desc=f"reading {os.path.basename(path)}", unit="image", disable=None):
+        if copies[record.image_id] > 1:
+            by_image.pop(record.image_id, None)
+            log.drop("image", "id", f"{copies[record.image_id]} images share id {record.image_id}, so their "
+                     "annotations cannot be told apart", where)
+            continue
+        annotations = by_image.pop(record.image_id, [])
         if image_root is not None and not os.path.isfile(os.path.join(image_root, record.file_name)):
             log.drop("image", "file_name", f"no file {record.file_name!r} in {image_root}", where)
             continue
-        if fill_record(record, annotations, where):
+        if fill_record(record, image, annotations, where):
             log.kept("images")
             records.append(record)
     for image_id, annotations in by_image.items():
         for ann in annotations:
-            log.drop("annotation", "image_id", f"no image with id {image_id}", f"annotation id {ann.get('id')}")
+            log.drop("annotation", "image_id", f"no image with id {image_id}", entry_where(ann, 0, "annotation"))
     return records
 
 
-def known_category(ann: dict, category_ids: set[int], log: DropLog, path: str, where: str) -> Optional[int]:
-    """The annotation's ``category_id``, or None after counting the object as read and dropped."""
-    category_id = int(require(ann, "category_id", path, where))
-    if category_id in category_ids:
-        return category_id
-    log.read("objects")
-    log.drop("object", "category_id", f"unknown category {category_id}", where)
-    return None
+def read_objects(log: DropLog, record: ImageRecord, entries: list, where_of: Callable[[int, Any], str],
+                 read_object: ReadObject) -> list[tuple[int, dict, ObjectAnnotation]]:
+    """(position, entry, object) for each entry that ``read_object(record, entry, where_of(position, entry))`` keeps.
+
+    ``read_object`` reads the fields first (a malformed one raises FieldError: the entry is counted
+    as read and dropped here), then builds the object with ``build_object``, which counts.
+    """
+    kept = []
+    for index, entry in enumerate(entries):
+        where = where_of(index, entry)
+        try:
+            if not isinstance(entry, dict):
+                raise FieldError("<entry>", f"expected an object, got {describe_value(entry)}")
+            obj = read_object(record, entry, where)
+        except FieldError as err:
+            log.read("objects")
+            log.drop("object", err.field, err.reason, where)
+            continue
+        if obj is not None:
+            kept.append((index, entry, obj))
+    return kept
+
+
+def annotation_where(image_where: str) -> Callable[[int, Any], str]:
+    """``where_of`` for ``read_objects`` over one image's annotations: "image id 3 annotation id 7"."""
+    return lambda index, ann: f"{image_where} {entry_where(ann, index, 'annotation')}"
+
+
+def category_field(entry: dict, category_ids: set[int]) -> int:
+    """The entry's ``category_id``, one of ``category_ids``; FieldError otherwise."""
+    category_id = int_field(entry, "category_id")
+    if category_id not in category_ids:
+        raise FieldError("category_id", f"unknown category {category_id}")
+    return category_id
 
 
 def build_masked_object(
-    log: DropLog, path: str, where: str, height: int, width: int, category_id: int, entry: dict, **fields
+    log: DropLog, where: str, height: int, width: int, category_id: int, entry: dict, **fields
 ) -> Optional[ObjectAnnotation]:
     """``build_object`` for an entry laid out the COCOA / D2SA way.
 
@@ -81,10 +130,8 @@ def build_masked_object(
         log.read("objects")
         log.drop("object", "visible_mask", "invisible_mask given without visible_mask", where)
         return None
-    return build_object(
-        log, where, height, width, category_id,
-        require(entry, "segmentation", path, where), entry.get("visible_mask"), **fields,
-    )
+    return build_object(log, where, height, width, category_id, entry.get("segmentation"), entry.get("visible_mask"),
+                        **fields)
 
 
 def dense_ranks(depths: Sequence[Optional[float]]) -> list[Optional[int]]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..records import AnnotationSet, DropLog, ImageRecord
-from .coco_style import assign_depth_ranks, build_masked_object, read_images
-from .common import load_annotation_file, require
+from ...structures.masks import describe_value
+from ..records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from .coco_style import assign_depth_ranks, build_masked_object, read_images, read_objects
+from .common import bool_field, load_annotation_file, number_field, str_field
 
 OBJECT_CATEGORY_ID = 1
 OBJECT_CATEGORIES = [{"id": OBJECT_CATEGORY_ID, "name": "object"}]  # the class-agnostic datasets' one class
@@ -34,7 +35,14 @@ def read_cocoa(
     data = load_annotation_file(path, ("images", "annotations"))  # COCOA has no categories
     log = log or DropLog(path, strict)
 
-    def fill_record(record: ImageRecord, records_of_image: list, where: str) -> bool:
+    def read_region(record: ImageRecord, region: dict, where: str) -> Optional[ObjectAnnotation]:
+        number_field(region, "order")  # a malformed order drops the region before it is built
+        return build_masked_object(
+            log, where, record.height, record.width, OBJECT_CATEGORY_ID, region,
+            is_stuff=bool_field(region, "isStuff"), name=str_field(region, "name", ""),
+        )
+
+    def fill_record(record: ImageRecord, image: dict, records_of_image: list, where: str) -> bool:
         if not records_of_image:
             return True
         if annotator >= len(records_of_image):
@@ -43,23 +51,22 @@ def read_cocoa(
             return False
         chosen = records_of_image[annotator]
         record_where = f"{where} annotator {annotator}"
-        regions = require(chosen, "regions", path, record_where)
-        object_of_region = {}
-        orders = []
-        for index, region in enumerate(regions):
-            obj = build_masked_object(
-                log, path, f"{record_where} region {index + 1}", record.height, record.width,
-                OBJECT_CATEGORY_ID, region, is_stuff=bool(region.get("isStuff", False)),
-                name=str(region.get("name", "")),
-            )
-            if obj is not None:
-                object_of_region[index] = len(record.objects)
-                record.objects.append(obj)
-                orders.append(region.get("order"))
-        assign_depth_ranks(record.objects, orders)
-        record.depth_constraints = parse_depth_constraint(
-            chosen.get("depth_constraint") or "", len(regions), object_of_region, log, record_where
-        )
+        regions = chosen.get("regions")
+        if not isinstance(regions, list):
+            log.drop("image", "regions", "missing" if regions is None else
+                     f"expected a list of regions, got {describe_value(regions)}", record_where)
+            return False
+        kept = read_objects(log, record, regions, lambda index, _: f"{record_where} region {index + 1}", read_region)
+        record.objects = [obj for _, _, obj in kept]
+        object_of_region = {index: position for position, (index, _, _) in enumerate(kept)}
+        assign_depth_ranks(record.objects, [number_field(region, "order") for _, region, _ in kept])
+        constraint = chosen.get("depth_constraint") or ""
+        if not isinstance(constraint, str):
+            log.drop("depth constraint", "depth_constraint", f"expected a string such as '1-2,2-3', got "
+                     f"{describe_value(constraint)}", record_where)
+            constraint = ""
+        record.depth_constraints = parse_depth_constraint(constraint, len(regions), object_of_region, log,
+                                                          record_where)
         return True
 
     records = read_images(path, data, log, fill_record, image_root)

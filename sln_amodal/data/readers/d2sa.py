@@ -10,9 +10,26 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..records import AnnotationSet, DropLog, ImageRecord
-from .coco_style import assign_depth_ranks, build_masked_object, known_category, read_images
-from .common import COCO_TOP_LEVEL_KEYS, load_annotation_file
+from ...structures.masks import describe_value
+from ..records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from .coco_style import (
+    annotation_where,
+    assign_depth_ranks,
+    build_masked_object,
+    category_field,
+    read_images,
+    read_objects,
+)
+from .common import (
+    COCO_TOP_LEVEL_KEYS,
+    FieldError,
+    bool_field,
+    box_field,
+    int_field,
+    load_annotation_file,
+    number_field,
+    read_categories,
+)
 
 
 def read_d2sa(
@@ -20,30 +37,32 @@ def read_d2sa(
 ) -> AnnotationSet:
     data = load_annotation_file(path, COCO_TOP_LEVEL_KEYS)
     log = log or DropLog(path, strict)
-    category_ids = {int(c["id"]) for c in data["categories"]}
+    categories = read_categories(data, path)
+    category_ids = {c["id"] for c in categories}
 
-    def fill_record(record: ImageRecord, annotations: list, where: str) -> bool:
-        depths = []
-        for ann in annotations:
-            ann_where = f"{where} annotation id {ann.get('id')}"
-            category_id = known_category(ann, category_ids, log, path, ann_where)
-            if category_id is None:
-                continue
-            obj = build_masked_object(
-                log, path, ann_where, record.height, record.width, category_id, ann,
-                iscrowd=bool(ann.get("iscrowd", False)), ann_id=ann.get("id"), source_bbox=ann.get("bbox"),
-            )
-            if obj is not None:
-                record.objects.append(obj)
-                depths.append(_depth(ann))
-        assign_depth_ranks(record.objects, depths)
+    def read_object(record: ImageRecord, ann: dict, where: str) -> Optional[ObjectAnnotation]:
+        category_id = category_field(ann, category_ids)
+        _depth(ann)  # a malformed depth drops the annotation before it is built
+        return build_masked_object(
+            log, where, record.height, record.width, category_id, ann, iscrowd=bool_field(ann, "iscrowd"),
+            ann_id=int_field(ann, "id", None), source_bbox=box_field(ann, "bbox"),
+        )
+
+    def fill_record(record: ImageRecord, image: dict, annotations: list, where: str) -> bool:
+        kept = read_objects(log, record, annotations, annotation_where(where), read_object)
+        record.objects = [obj for _, _, obj in kept]
+        assign_depth_ranks(record.objects, [_depth(ann) for _, ann, _ in kept])
         return True
 
     records = read_images(path, data, log, fill_record, image_root)
-    return AnnotationSet(categories=[dict(c) for c in data["categories"]], records=records)
+    return AnnotationSet(categories=categories, records=records)
 
 
 def _depth(ann: dict) -> Optional[float]:
+    """``occl_depth``, else ``amodal_region.order``; None when neither is given."""
     if ann.get("occl_depth") is not None:
-        return ann["occl_depth"]
-    return (ann.get("amodal_region") or {}).get("order")
+        return number_field(ann, "occl_depth")
+    region = ann.get("amodal_region") or {}
+    if not isinstance(region, dict):
+        raise FieldError("amodal_region", f"expected an object, got {describe_value(region)}")
+    return number_field(region, "order")

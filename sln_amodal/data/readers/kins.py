@@ -16,9 +16,20 @@ from typing import Optional
 
 import numpy as np
 
-from ..records import AnnotationError, AnnotationSet, DropLog, ImageRecord
-from .coco_style import known_category, read_images
-from .common import COCO_TOP_LEVEL_KEYS, build_object, load_annotation_file, require
+from ...structures.masks import describe_value
+from ..records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from .coco_style import annotation_where, category_field, read_images, read_objects
+from .common import (
+    COCO_TOP_LEVEL_KEYS,
+    FieldError,
+    bool_field,
+    box_field,
+    build_object,
+    int_field,
+    load_annotation_file,
+    number_field,
+    read_categories,
+)
 
 KINS_CATEGORY_IDS = (1, 2, 4, 5, 6, 7, 8)  # cyclist, pedestrian, car, tram, truck, van, misc
 
@@ -41,6 +52,8 @@ def detect_schema(data: dict, path: str) -> KinsSchema:
     if not data["annotations"]:
         return KINS_INSTANCES
     first = data["annotations"][0]
+    if not isinstance(first, dict):
+        raise AnnotationError(path, "annotations", f"the first annotation is not an object: {describe_value(first)}")
     for schema in (KINS_2020, KINS_INSTANCES):
         if schema.amodal in first:
             return schema
@@ -54,31 +67,33 @@ def read_kins(
     data = load_annotation_file(path, COCO_TOP_LEVEL_KEYS)
     log = log or DropLog(path, strict)
     schema = detect_schema(data, path)
-    categories = [dict(c) for c in data["categories"] if int(c["id"]) in KINS_CATEGORY_IDS]
+    categories = [c for c in read_categories(data, path) if c["id"] in KINS_CATEGORY_IDS]
     category_ids = {c["id"] for c in categories}
 
-    def fill_record(record: ImageRecord, annotations: list, where: str) -> bool:
-        clusters, orders = [], []
-        for ann in annotations:
-            ann_where = f"{where} annotation id {ann.get('id')}"
-            category_id = known_category(ann, category_ids, log, path, ann_where)
-            if category_id is None:
-                continue
-            obj = build_object(
-                log, ann_where, record.height, record.width, category_id,
-                require(ann, schema.amodal, path, ann_where), require(ann, schema.visible, path, ann_where),
-                iscrowd=bool(ann.get("iscrowd", False)), ann_id=ann.get("id"), source_bbox=ann.get(schema.box),
-            )
-            if obj is not None:
-                record.objects.append(obj)
-                clusters.append(ann.get(CLUSTER_KEY))
-                orders.append(ann.get(ORDER_IN_CLUSTER_KEY))
-        record.depth_constraints = cluster_depth_constraints(clusters, orders)
+    def read_object(record: ImageRecord, ann: dict, where: str) -> Optional[ObjectAnnotation]:
+        category_id = category_field(ann, category_ids)
+        if ann.get(schema.visible) is None:
+            raise FieldError(schema.visible, "missing")
+        _cluster_and_order(ann)  # malformed ones drop the annotation before it is built
+        return build_object(
+            log, where, record.height, record.width, category_id, ann.get(schema.amodal), ann[schema.visible],
+            iscrowd=bool_field(ann, "iscrowd"), ann_id=int_field(ann, "id", None), source_bbox=box_field(ann, schema.box),
+        )
+
+    def fill_record(record: ImageRecord, image: dict, annotations: list, where: str) -> bool:
+        kept = read_objects(log, record, annotations, annotation_where(where), read_object)
+        record.objects = [obj for _, _, obj in kept]
+        clusters, orders = zip(*(_cluster_and_order(ann) for _, ann, _ in kept)) if kept else ((), ())
+        record.depth_constraints = cluster_depth_constraints(list(clusters), list(orders))
         log.kept("depth constraints", len(record.depth_constraints))
         return True
 
     records = read_images(path, data, log, fill_record, image_root)
     return AnnotationSet(categories=categories, records=records)
+
+
+def _cluster_and_order(ann: dict) -> tuple[Optional[int], Optional[float]]:
+    return int_field(ann, CLUSTER_KEY, None), number_field(ann, ORDER_IN_CLUSTER_KEY)
 
 
 def cluster_depth_constraints(clusters: list, orders: list) -> list[tuple[int, int]]:

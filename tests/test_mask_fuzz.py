@@ -1,0 +1,112 @@
+"""Fuzzing the one entry point of masks read from files, ``structures.masks.segmentation_to_rle``.
+
+A few thousand random RLEs (count lists and strings of every kind, sizes right and wrong) and
+polygons (random lengths, values, types) must each end, within a time bound, in an RLE that
+pycocotools decodes to the image's size or in a ``SegmentationError``; valid encodings must pass
+unchanged. pycocotools' C code crashes or loops forever on bad counts, so the fuzzing runs in a
+subprocess (this file run as a script): a segfault or a hang fails the test instead of killing pytest.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SEED = 0
+NUM_CASES = 3000
+MAX_SIDE = 48
+MAX_SECONDS_PER_CASE = 0.5
+SUBPROCESS_TIMEOUT_S = 120
+RLE_ALPHABET = "".join(chr(48 + i) for i in range(64))
+
+
+def random_segmentation(rng: np.random.Generator, height: int, width: int):
+    """One random input: valid or broken, RLE or polygon, of the kinds files really hold and worse."""
+    kind = int(rng.integers(10))
+    pixels = height * width
+    if kind == 0:  # a valid mask, compressed
+        from sln_amodal.structures.masks import encode_mask
+        return encode_mask(rng.random((height, width)) < rng.random())
+    if kind == 1:  # a valid mask, uncompressed counts
+        cuts = np.sort(rng.integers(0, pixels + 1, int(rng.integers(0, 8))))
+        return {"size": [height, width], "counts": np.diff(np.r_[0, cuts, pixels]).tolist()}
+    if kind == 2:  # counts that do not add up, or negative ones
+        return {"size": [height, width], "counts": rng.integers(-pixels, 2 * pixels, int(rng.integers(0, 6))).tolist()}
+    if kind == 3:  # random strings over the count alphabet (and a little beyond)
+        alphabet = RLE_ALPHABET + "!~ \x00é"
+        length = int(rng.integers(0, 40))
+        return {"size": [height, width], "counts": "".join(rng.choice(list(alphabet), length))}
+    if kind == 4:  # a valid string, truncated or with one character changed
+        from sln_amodal.structures.masks import encode_mask
+        counts = encode_mask(rng.random((height, width)) < 0.5)["counts"]
+        position = int(rng.integers(len(counts)))
+        if rng.random() < 0.5:
+            return {"size": [height, width], "counts": counts[:position]}
+        return {"size": [height, width], "counts": counts[:position] + pick(rng, RLE_ALPHABET) + counts[position + 1:]}
+    if kind == 5:  # wrong or malformed sizes
+        size = pick(rng, [[height + 1, width], [width + 1, height], "64x64", [height], [float(height), width], None,
+                          [-1, 1], [True, width]])
+        return {"size": size, "counts": [pixels]} if size is not None else {"counts": [pixels]}
+    if kind == 6:  # counts of the wrong type
+        return {"size": [height, width], "counts": pick(rng, [123, None, 1.5, ["a"], [True, pixels], {"a": 1}, [1.0] * 3])}
+    if kind == 7:  # polygons: random lengths and coordinates, in and far outside the image
+        parts = [(rng.random(int(rng.integers(0, 14))) * pick(rng, [1, 3, 1e6]) * max(height, width)
+                  - rng.random() * width).tolist() for _ in range(int(rng.integers(1, 4)))]
+        return parts if rng.random() < 0.7 else parts[0]
+    if kind == 8:  # polygons with values no file should hold
+        polygon = (rng.random(8) * width).tolist()
+        polygon[int(rng.integers(8))] = pick(rng, [float("nan"), float("inf"), "3", None, True, [1, 2]])
+        return [polygon]
+    return pick(rng, ["text", 5, None, [], {}, [[]], [["a", "b", "c", "d", "e", "f"]]])
+
+
+def pick(rng: np.random.Generator, options: list):
+    return options[int(rng.integers(len(options)))]
+
+
+def fuzz() -> dict:
+    """Every case through segmentation_to_rle, accepted RLEs decoded and measured; the tally."""
+    from pycocotools import mask as mask_utils
+
+    from sln_amodal.structures.masks import SegmentationError, decode_rle, rle_area, rle_intersection, segmentation_to_rle
+
+    rng = np.random.default_rng(SEED)
+    tally = {"accepted": 0, "rejected": 0, "valid_kept": 0, "slowest_s": 0.0}
+    for _ in range(NUM_CASES):
+        height, width = (int(v) for v in rng.integers(1, MAX_SIDE, 2))
+        segmentation = random_segmentation(rng, height, width)
+        started = time.perf_counter()
+        try:
+            rle = segmentation_to_rle(segmentation, height, width)
+        except SegmentationError:
+            tally["rejected"] += 1
+        else:
+            mask = decode_rle(rle)
+            assert mask.shape == (height, width), (segmentation, rle)
+            assert rle_area(rle) == mask.sum() == rle_area(rle_intersection(rle, rle))
+            tally["accepted"] += 1
+            if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
+                original = mask_utils.decode({"size": [height, width], "counts": segmentation["counts"].encode()})
+                assert (original.astype(bool) == mask).all()
+                tally["valid_kept"] += 1
+        tally["slowest_s"] = max(tally["slowest_s"], time.perf_counter() - started)
+    return tally
+
+
+def test_random_masks_end_in_a_valid_rle_or_a_clear_error():
+    completed = subprocess.run([sys.executable, __file__], capture_output=True, text=True,
+                               timeout=SUBPROCESS_TIMEOUT_S)
+    assert completed.returncode == 0, f"exit {completed.returncode}\n{completed.stderr[-3000:]}"
+    tally = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert tally["accepted"] + tally["rejected"] == NUM_CASES
+    assert tally["accepted"] > NUM_CASES // 5 and tally["rejected"] > NUM_CASES // 2  # both outcomes exercised
+    assert tally["valid_kept"] > 100  # compressed strings that are valid pass as they are
+    assert tally["slowest_s"] < MAX_SECONDS_PER_CASE
+
+
+if __name__ == "__main__":
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    print(json.dumps(fuzz()))
