@@ -13,7 +13,7 @@ data="datasets/synthetic"
 run="output/quickstart"
 
 echo "[quickstart] generating the synthetic dataset in $data"
-"$python" scripts/make_synthetic.py --out "$data" --config "$config"
+"$python" scripts/make_synthetic.py --out "$data" --config "$config" --force
 
 echo "[quickstart] training (TensorBoard: .venv/bin/tensorboard --logdir $run/train)"
 rm -rf "$run"
