@@ -37,7 +37,7 @@ class SLNHead(nn.Module):
         instance_conv_dilations: one dilation per instance convolution (empty: none); dilation
             widens what each RoI cell sees without more computation.
         roi_context: the instance trunk also gets the RoI's mean pooled feature at every cell.
-        sem_dist_conv_dims: the sem-dist trunk.
+        sem_dist_conv_dims, sem_dist_conv_dilations: the sem-dist trunk (dilations as above).
         num_classes: foreground classes; S has one map per class (+ background) unless class-agnostic.
         class_agnostic: one S map per RoI.
         num_layers: K.
@@ -63,6 +63,7 @@ class SLNHead(nn.Module):
         roi_context: str,
         deconv_dim: int,
         sem_dist_conv_dims: Sequence[int],
+        sem_dist_conv_dilations: Sequence[int],
         num_classes: int,
         class_agnostic: bool,
         num_layers: int,
@@ -95,7 +96,8 @@ class SLNHead(nn.Module):
             in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
         self.instance_classifier = nn.Conv2d(deconv_dim, layer_classes, 1)
-        self.sem_dist_trunk, channels = conv_stack(deconv_dim + layer_classes, sem_dist_conv_dims)
+        self.sem_dist_trunk, channels = conv_stack(
+            deconv_dim + layer_classes, sem_dist_conv_dims, sem_dist_conv_dilations)
         self.sem_dist_predictor = nn.Conv2d(channels, 1 if class_agnostic else num_classes + 1, 1)
         init_trunk(self.instance_trunk, self.deconv, self.sem_dist_trunk)
         init_predictor(self.instance_classifier, self.sem_dist_predictor)
@@ -119,6 +121,10 @@ class SLNHead(nn.Module):
             weights = layering_crops[:, 1:2].to(pooled.dtype)  # (R, 1, P, P) probability of G = 1
             context = (pooled * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
             inputs.append(context.expand_as(pooled))
+        elif self.roi_context == "single_layer_difference":
+            weights = layering_crops[:, 1:2].to(pooled.dtype)
+            context = (pooled * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+            inputs.append((pooled - context).abs())
         x = self.instance_trunk(torch.cat(inputs, dim=1))
         x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
         instance_logits = self.instance_classifier(x)
