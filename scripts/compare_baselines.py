@@ -1,12 +1,32 @@
-"""Train the SLN and every baseline on the same synthetic split with the same budget and seed, score
-them with the same evaluator, and write a markdown table (and JSON) of the results.
+"""Train the SLN and the baselines on the same synthetic split, once per seed, with the same budget and
+schedule; score every run with the same evaluator and write a markdown table (and JSON) of each
+method's mean and spread over the seeds.
 
-    python scripts/compare_baselines.py --out output/compare [--iters 800] [--methods sln orcnn ...] [KEY VALUE ...]
+    python scripts/compare_baselines.py --out output/compare [--seeds 0 1] [--iters N] \
+        [--methods sln mask_rcnn_amodal orcnn vrsp] [--dataset DIR] [KEY VALUE ...]
 
-The methods run at quickstart scale (their ``quickstart*.yaml`` configs: ResNet-18-GN from scratch,
-128 x 128 images); the synthetic dataset is generated into --dataset when missing. VRSP-Net's
-shape-prior codebook is built first from the training split (its time is reported apart).
-Everything a method writes lands in OUT/<method>/ (train/, eval/metrics.json, eval/pr_curves.png).
+Contract:
+- Methods: by default SLN, Mask R-CNN (amodal masks), ORCNN and VRSP-Net with all modules (issue 12,
+  item 4); ``mask_rcnn_visible`` runs when named in --methods. Each runs at quickstart scale, from
+  its ``quickstart*.yaml`` config (ResNet-18-GN from scratch, 128 x 128 images).
+- Seeds: every method trains once per seed S of --seeds (default 0 1), with SOLVER.SEED (model
+  initialisation) and DATALOADER.SEED (data order) set to S, after the KEY VALUE overrides.
+- Budget: --iters defaults to quickstart.yaml's SOLVER.MAX_ITER. Every method gets the same schedule
+  (``schedule_overrides``: warm-up, decay at 70% and 90%); at the quickstart's MAX_ITER that rule
+  gives quickstart.yaml's own STEPS and WARMUP_ITERS (a test checks it), so the SLN trains its
+  quickstart schedule unchanged.
+- Data: --dataset is generated with the quickstart's SYNTHETIC settings when it is missing.
+- VRSP-Net's shape-prior codebook is built from the training split once per seed (SOLVER.SEED seeds
+  its auto-encoder and k-means, so the seed spread covers it); its time is reported apart from
+  train s/iter.
+- Output: OUT/<method>/seed<S>/ holds one run (train/, eval/metrics.json, eval/pr_curves.png, and
+  shape_prior.pth for VRSP-Net); OUT/comparison.md the table and notes; OUT/comparison.json every
+  run (with its seed and metrics), each method's aggregates and the verdicts.
+- Aggregates: mean ± spread over the seeds, spread = half the range, (max - min) / 2; one seed shows
+  just the value. A value of -1 (undefined) is n/a and left out of the mean.
+- Verdict: per baseline, whether the SLN's mean depth order and heavy-occlusion AP exceed the
+  baseline's by more than the sum of the two spreads ("yes" / "no"; "n/a" unless both have at least
+  two defined seeds).
 """
 from __future__ import annotations
 
@@ -28,10 +48,14 @@ from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_
 from sln_amodal.engine.checkpoint import atomic_torch_save  # noqa: E402
 from sln_amodal.engine.shape_prior import build_codebook  # noqa: E402
 from sln_amodal.engine.trainer import train  # noqa: E402
+from sln_amodal.evaluation.metrics import UNDEFINED  # noqa: E402
+from sln_amodal.evaluation.report import NOT_DEFINED  # noqa: E402
 from sln_amodal.fileio import atomic_write_text  # noqa: E402
 from sln_amodal.modeling.shape_prior import shape_prior_file_content  # noqa: E402
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml")
+QUICKSTART_CONFIG = os.path.join(CONFIG_DIR, "quickstart.yaml")
+DEFAULT_SEEDS = [0, 1]
 
 
 @dataclass(frozen=True)
@@ -40,39 +64,70 @@ class Method:
     title: str
     config: str  # file in CONFIG_DIR
     needs_codebook: bool = False
+    compared_by_default: bool = True
 
 
 METHODS = [
     Method("sln", "SLN", "quickstart.yaml"),
     Method("mask_rcnn_amodal", "Mask R-CNN (amodal masks)", "quickstart_mask_rcnn_amodal.yaml"),
-    Method("mask_rcnn_visible", "Mask R-CNN (visible masks)", "quickstart_mask_rcnn_visible.yaml"),
+    Method("mask_rcnn_visible", "Mask R-CNN (visible masks)", "quickstart_mask_rcnn_visible.yaml",
+           compared_by_default=False),
     Method("orcnn", "ORCNN", "quickstart_orcnn.yaml"),
     Method("vrsp", "VRSP-Net (CtRef VAR SPRef SPRet FM)", "quickstart_vrsp.yaml", needs_codebook=True),
 ]
-# (column title, metrics.json path) of the table; AP by occlusion bucket is amodal AP.
+SLN_KEY = "sln"
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    path: tuple[str, ...]  # into one run of comparison.json
+    decimals: int
+
+
+# AP by occlusion level is amodal AP.
 COLUMNS = [
-    ("amodal AP", ("amodal", "all", "AP")),
-    ("AP50", ("amodal", "all", "AP50")),
-    ("AP none", ("amodal", "none", "AP")),
-    ("AP partial", ("amodal", "partial", "AP")),
-    ("AP heavy", ("amodal", "heavy", "AP")),
-    ("visible AP", ("visible", "AP")),
-    ("mAP(Occ) VRSP", ("occluded", "vrsp_AP")),
-    ("occluded-GT AP", ("occluded", "gt_subset_AP")),
-    ("depth order", ("depth_order", "accuracy")),
+    Column("amodal AP", ("metrics", "amodal", "all", "AP"), 3),
+    Column("AP50", ("metrics", "amodal", "all", "AP50"), 3),
+    Column("AP none", ("metrics", "amodal", "none", "AP"), 3),
+    Column("AP partial", ("metrics", "amodal", "partial", "AP"), 3),
+    Column("AP heavy", ("metrics", "amodal", "heavy", "AP"), 3),
+    Column("visible AP", ("metrics", "visible", "AP"), 3),
+    Column("invisible AP", ("metrics", "invisible", "AP"), 3),
+    Column("occluded-GT AP", ("metrics", "occluded", "gt_subset_AP"), 3),
+    Column("depth order", ("metrics", "depth_order", "accuracy"), 3),
+    Column("overlap front", ("metrics", "overlap_visible", "front"), 3),
+    Column("overlap back", ("metrics", "overlap_visible", "back"), 3),
+    Column("hidden recall", ("metrics", "hidden_pixels", "recall"), 3),
+    Column("matched pairs", ("metrics", "depth_order", "matched_pairs"), 1),
+    Column("train s/iter", ("train_s_per_iter",), 2),
+    Column("infer ms/image", ("infer_ms_per_image",), 0),
 ]
+VERDICT_COLUMNS = ("depth order", "AP heavy")
+
+
+def quickstart_config():
+    return load_config(QUICKSTART_CONFIG)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder (comparison.md, comparison.json, one folder per method)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (comparison.md, comparison.json, one folder per run)")
     parser.add_argument("--dataset", default=os.path.join(REPO_ROOT, "datasets", "synthetic"),
                         help="synthetic dataset folder, generated with the quickstart's SYNTHETIC settings if missing")
-    parser.add_argument("--iters", type=int, default=800, help="training iterations of every method")
-    parser.add_argument("--methods", nargs="+", choices=[m.key for m in METHODS], default=[m.key for m in METHODS])
+    parser.add_argument("--iters", type=int, default=quickstart_config().SOLVER.MAX_ITER,
+                        help="training iterations of every run (default: quickstart.yaml's SOLVER.MAX_ITER)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=DEFAULT_SEEDS,
+                        help="one run per method and seed: SOLVER.SEED and DATALOADER.SEED (default: 0 1)")
+    parser.add_argument("--methods", nargs="+", choices=[m.key for m in METHODS],
+                        default=[m.key for m in METHODS if m.compared_by_default])
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
-                        help="config overrides applied to every method (after the shared schedule)")
-    return parser.parse_args(argv)
+                        help="config overrides applied to every run (after the shared schedule, before the seed)")
+    args = parser.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must be distinct, got {args.seeds}")
+    return args
 
 
 def schedule_overrides(iters: int) -> list[str]:
@@ -82,10 +137,14 @@ def schedule_overrides(iters: int) -> list[str]:
             "SOLVER.VIS_PERIOD", "0"]
 
 
+def seed_overrides(seed: int) -> list[str]:
+    return ["SOLVER.SEED", str(seed), "DATALOADER.SEED", str(seed)]
+
+
 def ensure_dataset(path: str) -> None:
     if os.path.exists(os.path.join(path, "annotations", "train.json")):
         return
-    cfg = load_config(os.path.join(CONFIG_DIR, "quickstart.yaml"))
+    cfg = quickstart_config()  # its SYNTHETIC section extends synthetic_easy.yaml
     print(f"[compare] generating the synthetic dataset in {path}")
     write_synthetic_dataset(path, cfg.SYNTHETIC.SEED, cfg.SYNTHETIC.NUM_TRAIN, cfg.SYNTHETIC.NUM_VAL,
                             scene_params_from_config(cfg))
@@ -100,21 +159,26 @@ def build_method_codebook(cfg, dataset: str, path: str) -> float:
     return time.perf_counter() - started
 
 
-def run_method(method: Method, args: argparse.Namespace) -> dict:
-    folder = os.path.join(args.out, method.key)
+def run_folder(out: str, method: Method, seed: int) -> str:
+    return os.path.join(out, method.key, f"seed{seed}")
+
+
+def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
+    """Train, run and score one (method, seed); returns its entry of comparison.json's runs."""
+    folder = run_folder(args.out, method, seed)
     config = os.path.join(CONFIG_DIR, method.config)
-    overrides = schedule_overrides(args.iters) + args.overrides
-    row = {"method": method.title, "config": method.config, "iters": args.iters}
+    overrides = schedule_overrides(args.iters) + args.overrides + seed_overrides(seed)
+    run = {"key": method.key, "method": method.title, "config": method.config, "seed": seed, "iters": args.iters}
     if method.needs_codebook:
         codebook = os.path.join(folder, "shape_prior.pth")
-        row["codebook_s"] = build_method_codebook(load_config(config, overrides), args.dataset, codebook)
+        run["codebook_s"] = build_method_codebook(load_config(config, overrides), args.dataset, codebook)
         overrides += ["MODEL.VRSP.SHAPE_PRIOR.FILE", codebook]
     cfg = load_config(config, overrides)
 
-    print(f"[compare] {method.title}: training {args.iters} iterations")
+    print(f"[compare] {method.title}, seed {seed}: training {args.iters} iterations")
     started = time.perf_counter()
     result = train(cfg, args.dataset, "none", os.path.join(folder, "train"))
-    row["train_s_per_iter"] = (time.perf_counter() - started) / args.iters
+    run["train_s_per_iter"] = (time.perf_counter() - started) / args.iters
 
     model = result.model.eval()
     data = cfg.DATASETS
@@ -123,34 +187,94 @@ def run_method(method: Method, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     results_path, annotations = write_model_results(model, cfg, annotations.categories, annotations, image_root,
                                                     eval_dir)
-    row["infer_ms_per_image"] = 1000 * (time.perf_counter() - started) / len(annotations.records)
+    run["infer_ms_per_image"] = 1000 * (time.perf_counter() - started) / len(annotations.records)
     score_results(cfg, annotations, results_path, eval_dir)
     with open(os.path.join(eval_dir, "metrics.json")) as f:
-        row["metrics"] = json.load(f)
-    return row
+        run["metrics"] = json.load(f)
+    return run
 
 
-def lookup(metrics: dict, path: tuple[str, ...]) -> float:
+def lookup(tree: dict, path: tuple[str, ...]) -> float:
     for key in path:
-        metrics = metrics[key]
-    return metrics
+        tree = tree[key]
+    return tree
 
 
-def markdown_table(rows: list[dict]) -> str:
-    header = ["method", *[title for title, _ in COLUMNS], "matched pairs", "train s/iter", "infer ms/image"]
+def spread_summary(values: list[float]) -> dict:
+    """Mean and spread (half the range) of the defined values; ``defined``: how many there were."""
+    defined = [v for v in values if v != UNDEFINED]
+    if not defined:
+        return {"mean": UNDEFINED, "spread": UNDEFINED, "defined": 0}
+    return {"mean": sum(defined) / len(defined), "spread": (max(defined) - min(defined)) / 2, "defined": len(defined)}
+
+
+def aggregate_method(method: Method, runs: list[dict]) -> dict:
+    """One method's entry of comparison.json's methods: every column summarised over its seeds."""
+    return {"key": method.key, "method": method.title, "seeds": [run["seed"] for run in runs],
+            "columns": {c.title: spread_summary([lookup(run, c.path) for run in runs]) for c in COLUMNS}}
+
+
+def format_cell(summary: dict, decimals: int, num_seeds: int) -> str:
+    if summary["defined"] == 0:
+        return NOT_DEFINED
+    text = f"{summary['mean']:.{decimals}f}"
+    if num_seeds > 1:
+        text += f" ± {summary['spread']:.{decimals}f}"
+    if summary["defined"] < num_seeds:  # the mean is over fewer seeds than the other cells'
+        text += f" ({summary['defined']} of {num_seeds} seeds)"
+    return text
+
+
+def markdown_table(methods: list[dict]) -> str:
+    header = ["method", *[c.title for c in COLUMNS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        metrics = row["metrics"]
-        values = [lookup(metrics, path) for _, path in COLUMNS]
-        depth = metrics["depth_order"]
-        lines.append("| " + " | ".join([
-            row["method"],
-            *("n/a" if v is None or v < 0 else f"{v:.3f}" for v in values),
-            f"{depth['matched_pairs']}/{depth['pairs']}",
-            f"{row['train_s_per_iter']:.2f}",
-            f"{row['infer_ms_per_image']:.0f}",
-        ]) + " |")
+    for method in methods:
+        cells = [format_cell(method["columns"][c.title], c.decimals, len(method["seeds"])) for c in COLUMNS]
+        lines.append("| " + " | ".join([method["method"], *cells]) + " |")
     return "\n".join(lines)
+
+
+def beats_beyond_spread(sln: dict, baseline: dict) -> str:
+    """"yes" when the SLN's mean exceeds the baseline's by more than the sum of their spreads, "no"
+    when not, "n/a" when either has fewer than two defined seeds (no spread to judge by)."""
+    if sln["defined"] < 2 or baseline["defined"] < 2:
+        return NOT_DEFINED
+    return "yes" if sln["mean"] - baseline["mean"] > sln["spread"] + baseline["spread"] else "no"
+
+
+def verdicts(methods: list[dict]) -> dict:
+    """{baseline title: {verdict column: "yes" / "no" / "n/a"}}; empty without the SLN."""
+    sln = next((m for m in methods if m["key"] == SLN_KEY), None)
+    if sln is None:
+        return {}
+    return {m["method"]: {title: beats_beyond_spread(sln["columns"][title], m["columns"][title])
+                          for title in VERDICT_COLUMNS}
+            for m in methods if m is not sln}
+
+
+def notes(args: argparse.Namespace, runs: list[dict], verdict: dict, seconds: float) -> list[str]:
+    pairs = runs[0]["metrics"]["depth_order"]["pairs"]  # a property of the val split, the same for every run
+    lines = [
+        f"Synthetic val split of {args.dataset}; every method trained {args.iters} iterations from scratch once per "
+        f"seed ({', '.join(map(str, args.seeds))}; SOLVER.SEED sets the model initialisation, DATALOADER.SEED the "
+        "data order), with the same schedule (quickstart scale, ResNet-18-GN, 128 x 128).",
+        "Cells: mean ± spread over the seeds, spread = half the range, (max - min) / 2 (one seed: the value). "
+        f"{NOT_DEFINED}: undefined (-1 in metrics.json), left out of the mean; \"(k of n seeds)\" marks a mean "
+        "over the seeds where it is defined.",
+        "AP none / partial / heavy: amodal AP by occlusion level. Invisible AP: the hidden parts (amodal minus "
+        "visible) over occluded GT. Overlap front / back: share of a matched GT pair's overlap that the front / "
+        "back object's detection calls visible (ideal 1 / 0). Hidden recall: share of the matched objects' GT "
+        f"hidden pixels called hidden. Matched pairs: of the {pairs} overlapping, ordered GT pairs.",
+    ]
+    codebook_s = [run["codebook_s"] for run in runs if "codebook_s" in run]
+    if codebook_s:
+        lines.append(f"VRSP-Net's codebook took {sum(codebook_s) / len(codebook_s):.0f} s per seed to build "
+                     "(not in train s/iter).")
+    if verdict:
+        answers = "; ".join(f"{title} {' / '.join(answer.values())}" for title, answer in verdict.items())
+        lines.append(f"SLN ahead by more than the sum of the two spreads ({' / '.join(VERDICT_COLUMNS)}): {answers}.")
+    lines.append(f"Whole comparison: {seconds:.0f} s.")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,17 +282,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     ensure_dataset(args.dataset)
     started = time.perf_counter()
-    rows = [run_method(m, args) for m in METHODS if m.key in args.methods]
-    table = markdown_table(rows)
-    notes = [f"Synthetic val split of {args.dataset}; every method trained {args.iters} iterations from scratch "
-             f"with the same seed, data order and schedule (quickstart scale, ResNet-18-GN, 128 x 128)."]
-    notes += [f"VRSP-Net's codebook took {r['codebook_s']:.0f} s to build (not in train s/iter)."
-              for r in rows if "codebook_s" in r]
-    notes.append(f"Whole comparison: {time.perf_counter() - started:.0f} s.")
-    text = "\n".join(["# Baseline comparison", "", table, "", *notes, ""])
+    chosen = [m for m in METHODS if m.key in args.methods]
+    runs_by_method = {m.key: [run_method(m, seed, args) for seed in args.seeds] for m in chosen}
+    methods = [aggregate_method(m, runs_by_method[m.key]) for m in chosen]
+    runs = [run for m in chosen for run in runs_by_method[m.key]]
+    verdict = verdicts(methods)
+    lines = notes(args, runs, verdict, time.perf_counter() - started)
+    text = "\n".join(["# Baseline comparison", "", markdown_table(methods), "", *lines, ""])
     os.makedirs(args.out, exist_ok=True)
     atomic_write_text(text, os.path.join(args.out, "comparison.md"))
-    atomic_write_text(json.dumps(rows, indent=1), os.path.join(args.out, "comparison.json"))
+    atomic_write_text(json.dumps({"runs": runs, "methods": methods, "verdicts": verdict}, indent=1),
+                      os.path.join(args.out, "comparison.json"))
     print(text)
     print(f"wrote {os.path.join(args.out, 'comparison.md')}")
 
