@@ -5,9 +5,11 @@ import torch
 
 from sln_amodal.config import ConfigError, get_default_config
 from sln_amodal.data.synthetic import SceneParams, generate_scene, scene_rng
-from sln_amodal.layering import global_layering_map
+from sln_amodal.layering import global_layering_map, roi_overlap_cells
 from sln_amodal.modeling import build_model
 from sln_amodal.modeling.global_layering import global_layering_targets
+from sln_amodal.modeling.layers import conv_stack
+from sln_amodal.modeling.sln_head import single_layer_context
 
 SHARED_OUTPUT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "occlude_rate", "depth_rank")
 
@@ -146,4 +148,92 @@ def test_roi_resolution_must_match_the_pooler():
     cfg = tiny_sln_config()
     cfg.MODEL.SLN.ROI_RESOLUTION = 32
     with pytest.raises(ConfigError, match="ROI_RESOLUTION"):
+        build_model(cfg)
+
+
+def test_overlap_cells_are_where_two_amodal_masks_cover_the_cell_centre():
+    amodal = torch.zeros((3, 8, 8), dtype=torch.bool)
+    amodal[0, 0:4, 0:6] = True
+    amodal[1, 2:8, 4:8] = True
+    amodal[2, 6:8, 0:2] = True  # overlaps nothing
+    rois = torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 2.0, 6.0, 4.0], [-8.0, 0.0, 0.0, 8.0]])
+    cells = roi_overlap_cells(amodal, rois, resolution=8)
+    expected = torch.zeros((8, 8), dtype=torch.bool)
+    expected[2:4, 4:6] = True
+    assert torch.equal(cells[0], expected)
+    assert cells[1].all()  # the RoI lies inside the overlap
+    assert not cells[2].any()  # every cell centre lies outside the image
+
+
+def test_single_layer_context_is_the_weighted_mean_feature():
+    generator = torch.Generator().manual_seed(0)
+    pooled = torch.randn((3, 5, 4, 4), generator=generator)
+    weights = torch.rand((3, 1, 4, 4), generator=generator)
+    weights[2] = 0  # no single-covered cell: a zero context, not a division by zero
+    context = single_layer_context(pooled, weights)
+    expected = (pooled * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3))
+    assert torch.allclose(context[:2, :, 0, 0], expected[:2], atol=1e-6)
+    assert torch.equal(context[2], torch.zeros((5, 1, 1)))
+
+
+def test_dilated_stacks_keep_the_grid_size_and_need_one_dilation_per_convolution():
+    stack, channels = conv_stack(6, [4, 4], dilations=[2, 4])
+    assert channels == 4 and stack(torch.zeros((1, 6, 14, 14))).shape == (1, 4, 14, 14)
+    assert [layer.dilation for layer in stack if isinstance(layer, torch.nn.Conv2d)] == [(2, 2), (4, 4)]
+    with pytest.raises(ValueError, match="one dilation per convolution"):
+        conv_stack(6, [4, 4], dilations=[2])
+
+
+def _layering_losses(overlap_cell_weight, **sln):
+    torch.manual_seed(0)
+    cfg = tiny_sln_config()
+    cfg.MODEL.SLN.OVERLAP_CELL_WEIGHT = overlap_cell_weight
+    for key, value in sln.items():
+        cfg.MODEL.SLN[key] = value
+    model = build_model(cfg)
+    model.train()
+    branch = model.roi_heads.mask_branch
+    captured = {}
+    original = branch.losses
+
+    def capture(global_logits, instance_logits, sem_dist, rois, targets):
+        captured.update(instance_logits=instance_logits, sem_dist=sem_dist, rois=rois, targets=targets)
+        return original(global_logits, instance_logits, sem_dist, rois, targets)
+
+    branch.losses = capture
+    images, targets = synthetic_batch()
+    torch.manual_seed(1)  # the same proposals and samples for every weight
+    losses = model(images, targets)
+    return branch, losses, captured
+
+
+def test_overlap_cells_weigh_more_in_the_layering_losses():
+    branch, losses, captured = _layering_losses(4.0, INSTANCE_CONV_DILATIONS=(2,), SEM_DIST_CONV_DILATIONS=(2,),
+                                                INSTANCE_ROI_CONTEXT="single_layer", DIST_SATURATION=1.0)
+    layers, sem_dist_targets, overlap = branch.roi_targets(captured["rois"], captured["targets"])
+    decided = overlap & (layers > 0)
+    assert decided.any() and (~decided).any()
+    weights = 1.0 + 3.0 * decided.float()
+    instance = torch.nn.functional.cross_entropy(captured["instance_logits"], layers, reduction="none")
+    sem_dist = torch.nn.functional.smooth_l1_loss(captured["sem_dist"], sem_dist_targets, reduction="none",
+                                                  beta=branch.smooth_l1_beta)
+    assert losses["loss_instance_layering"].item() == pytest.approx((instance * weights).sum().item()
+                                                                    / weights.sum().item(), rel=1e-5)
+    assert losses["loss_sem_dist"].item() == pytest.approx((sem_dist * weights).sum().item()
+                                                           / weights.sum().item(), rel=1e-5)
+    # DIST_SATURATION 1: integer levels, K on the visible cells.
+    assert set(sem_dist_targets.unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
+
+
+def test_unit_overlap_weight_is_the_plain_mean():
+    branch, losses, captured = _layering_losses(1.0)
+    layers, _, _ = branch.roi_targets(captured["rois"], captured["targets"])
+    plain = torch.nn.functional.cross_entropy(captured["instance_logits"], layers)
+    assert losses["loss_instance_layering"].item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_unknown_roi_context_is_an_error():
+    cfg = tiny_sln_config()
+    cfg.MODEL.SLN.INSTANCE_ROI_CONTEXT = "everything"
+    with pytest.raises(ValueError, match="INSTANCE_ROI_CONTEXT"):
         build_model(cfg)

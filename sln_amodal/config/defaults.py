@@ -166,8 +166,8 @@ _C.MODEL.SLN.GLOBAL_CONV_DIMS = (128, 128)
 _C.MODEL.SLN.INSTANCE_CONV_DIMS = (256, 256, 256, 256)
 # One dilation per instance convolution (empty: none): how far each RoI cell sees.
 _C.MODEL.SLN.INSTANCE_CONV_DILATIONS = ()
-# What the instance trunk also reads at every cell: "" nothing, "mean" the RoI's mean pooled
-# feature, "single_layer" its mean over the cells the global layering calls covered once (G = 1).
+# "single_layer": the instance trunk also reads, at every cell, the RoI's mean feature over the
+# cells the global layering calls covered once (G = 1, mostly the RoI's own object); "": nothing.
 _C.MODEL.SLN.INSTANCE_ROI_CONTEXT = ""
 _C.MODEL.SLN.DECONV_DIM = 256
 # Sem-dist trunk on the instance features + the softmax of the instance layering logits.

@@ -27,6 +27,21 @@ from .roi_align import roi_align
 from .roi_heads import RoIBatch
 
 
+SINGLE_LAYER_CONTEXT = "single_layer"
+ROI_CONTEXTS = ("", SINGLE_LAYER_CONTEXT)
+CONTEXT_WEIGHT_FLOOR = 1e-6  # a RoI without any single-covered cell gets a zero context
+
+
+def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor:
+    """(R, C, 1, 1) mean of the pooled features (R, C, P, P) weighted by P(G = 1) (R, 1, P, P).
+
+    The cells one object covers are mostly the RoI's own object, seen unoccluded: beside it, a cell
+    of the overlap can tell whether it shows the same object (visible) or another one (hidden).
+    """
+    total = (pooled * single_layer_weights).sum(dim=(2, 3), keepdim=True)
+    return total / single_layer_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
+
+
 class SLNHead(nn.Module):
     """Args:
         pooler: RoIAlign of the FPN features for the branch (14 x 14 by default).
@@ -36,7 +51,8 @@ class SLNHead(nn.Module):
         instance_conv_dims, deconv_dim: the instance layering trunk.
         instance_conv_dilations: one dilation per instance convolution (empty: none); dilation
             widens what each RoI cell sees without more computation.
-        roi_context: the instance trunk also gets the RoI's mean pooled feature at every cell.
+        roi_context: "" or "single_layer": the instance trunk also reads, at every cell, the RoI's
+            mean pooled feature over the cells the global layering calls covered once.
         sem_dist_conv_dims, sem_dist_conv_dilations: the sem-dist trunk (dilations as above).
         num_classes: foreground classes; S has one map per class (+ background) unless class-agnostic.
         class_agnostic: one S map per RoI.
@@ -90,8 +106,10 @@ class SLNHead(nn.Module):
         self.pooler_aligned = pooler_aligned
 
         layer_classes = num_layers + 1
+        if roi_context not in ROI_CONTEXTS:
+            raise ValueError(f"INSTANCE_ROI_CONTEXT must be one of {ROI_CONTEXTS}, got {roi_context!r}")
         self.roi_context = roi_context
-        context_channels = in_channels if roi_context else 0  # "" or a context name
+        context_channels = in_channels if roi_context == SINGLE_LAYER_CONTEXT else 0
         self.instance_trunk, channels = conv_stack(
             in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
@@ -112,19 +130,8 @@ class SLNHead(nn.Module):
             aligned=self.pooler_aligned,
         )  # (R, K+1, P, P)
         inputs = [pooled, layering_crops.to(pooled.dtype)]
-        if self.roi_context == "mean":
-            # Every cell sees the RoI's mean feature beside its own: what the RoI's object looks like.
-            inputs.append(pooled.mean(dim=(2, 3), keepdim=True).expand_as(pooled))
-        elif self.roi_context == "single_layer":
-            # The mean over the cells one object covers (G = 1): mostly the RoI's own object, seen
-            # unoccluded, against which each cell can tell whether it shows the same object.
-            weights = layering_crops[:, 1:2].to(pooled.dtype)  # (R, 1, P, P) probability of G = 1
-            context = (pooled * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
-            inputs.append(context.expand_as(pooled))
-        elif self.roi_context == "single_layer_difference":
-            weights = layering_crops[:, 1:2].to(pooled.dtype)
-            context = (pooled * weights).sum(dim=(2, 3), keepdim=True) / weights.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
-            inputs.append((pooled - context).abs())
+        if self.roi_context == SINGLE_LAYER_CONTEXT:
+            inputs.append(single_layer_context(pooled, layering_crops[:, 1:2].to(pooled.dtype)).expand_as(pooled))
         x = self.instance_trunk(torch.cat(inputs, dim=1))
         x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
         instance_logits = self.instance_classifier(x)
