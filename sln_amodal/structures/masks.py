@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..numbers import is_number, whole_number
+
 MIN_POLYGON_NUMBERS = 6  # a polygon needs three (x, y) points
 # pycocotools 2.0.11 area() overflows a uint8 count past 255 masks, so areas go in batches this big.
 PYCOCOTOOLS_AREA_BATCH = 255
@@ -175,9 +177,10 @@ def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
     if "size" not in segmentation or "counts" not in segmentation:
         raise SegmentationError("RLE needs 'size' and 'counts'")
     size = segmentation["size"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) for s in size)):
+    sides = [whole_number(side) for side in size] if isinstance(size, (list, tuple)) and len(size) == 2 else [None]
+    if None in sides:
         raise SegmentationError(f"RLE size must be [height, width] as two integers, got {describe_value(size)}")
-    if [int(s) for s in size] != [height, width]:
+    if sides != [height, width]:
         raise SegmentationError(f"RLE size {list(size)} differs from image size {[height, width]}")
     counts = segmentation["counts"]
     if isinstance(counts, bytes):
@@ -185,10 +188,11 @@ def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
     if isinstance(counts, str):
         runs = rle_run_lengths(counts)
     elif isinstance(counts, list):
-        if not all(_is_int(c) for c in counts):
-            bad = next(c for c in counts if not _is_int(c))
+        runs = [whole_number(count) for count in counts]
+        if None in runs:
+            bad = counts[runs.index(None)]
             raise SegmentationError(f"RLE counts must be integers, got {describe_value(bad)}")
-        runs = np.asarray(counts, dtype=np.int64)
+        runs = np.asarray(runs, dtype=np.int64)
     else:
         raise SegmentationError(f"RLE counts must be a string or a list of integers, got {describe_value(counts)}")
     # The smallest run after the first: below 0 is an error, 0 needs the rewrite below.
@@ -226,8 +230,8 @@ def _checked_polygon(polygon, height: int, width: int) -> list[float]:
         raise SegmentationError(f"a polygon must be a list of numbers, got {describe_value(polygon)}")
     if len(polygon) % 2:
         raise SegmentationError(f"a polygon must hold (x, y) pairs, got {len(polygon)} numbers")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
-        bad = next(v for v in polygon if not isinstance(v, (int, float)) or isinstance(v, bool))
+    if not all(is_number(v) for v in polygon):
+        bad = next(v for v in polygon if not is_number(v))
         raise SegmentationError(f"polygon coordinates must be numbers, got {describe_value(bad)}")
     values = np.asarray(polygon, dtype=np.float64)
     # pycocotools rasterises every edge step by step, so far-away points cost time and memory.
@@ -237,10 +241,6 @@ def _checked_polygon(polygon, height: int, width: int) -> list[float]:
         raise SegmentationError(f"polygon coordinate {float(values[~inside][0])!r} is not a finite number within "
                                 f"{margin} pixels of the {width}x{height} image")
     return values.tolist()
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def describe_value(value) -> str:
