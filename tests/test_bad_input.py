@@ -2,10 +2,13 @@
 points broken input, checked where it was seen. Commands that could hang or crash the interpreter
 (malformed RLEs) run as subprocesses with a timeout; the others call the command line's ``main``."""
 import errno
+import fractions
 import json
 import os
+import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -19,6 +22,13 @@ from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_c
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from sln_amodal.engine.checkpoint import atomic_torch_save
 from sln_amodal.fileio import OutputError
+from sln_amodal.modeling.shape_prior import SHAPE_PRIOR_FORMAT, ShapePrior, ShapePriorError
+from sln_amodal.modeling.weights import (
+    CheckpointError,
+    UntrustedCheckpointError,
+    numpy_array_globals,
+    read_torch_file,
+)
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox
 from test_readers import rect, write_d2sa
 
@@ -193,6 +203,41 @@ def test_crafted_checkpoints_never_run_code_without_trust(tmp_path):
     exit_message(amodal_test.main, ["--images", str(photos), "--model", str(crafted), "--out", str(tmp_path / "out"),
                                     "--trust-checkpoint"])
     assert marker.exists()
+
+
+def test_trusted_legacy_checkpoints_load_and_shape_prior_errors_offer_no_flag(tmp_path):
+    """A legacy (non-zip) checkpoint holding other objects: refused with the opt-in named, and read
+    with it (the zip check must not stop a trusted file). A shape-prior file never offers the opt-in,
+    which no command line would pass on to it."""
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.ones(2), "ratio": fractions.Fraction(1, 3)}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="legacy .*--trust-checkpoint unpickles it fully"):
+        read_torch_file(str(legacy))
+    assert read_torch_file(str(legacy), trust=True)["ratio"] == fractions.Fraction(1, 3)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    for trust in (False, True):
+        with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+            read_torch_file(str(garbage), trust=trust)
+    crafted = tmp_path / "crafted.pth"
+    torch.save({"ratio": fractions.Fraction(1, 3)}, crafted)
+    with pytest.raises(UntrustedCheckpointError, match="pass --trust-checkpoint"):
+        read_torch_file(str(crafted))
+
+    prior_file = tmp_path / "prior.pth"
+    torch.save({"format": SHAPE_PRIOR_FORMAT, "categories": fractions.Fraction(1, 3)}, prior_file)
+    with pytest.raises(ShapePriorError) as caught:
+        ShapePrior(1, 28, 8, 3, 4).load_file(str(prior_file))
+    assert "never does" in str(caught.value) and "--trust-checkpoint" not in str(caught.value)
+
+
+def test_array_globals_without_numpy_dtypes():
+    """numpy before 1.25 has no numpy.dtypes: the allowed globals are then the three it does have."""
+    old_numpy = types.SimpleNamespace(ndarray=np.ndarray, dtype=np.dtype, zeros=np.zeros)
+    assert numpy_array_globals(old_numpy) == [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
+    assert np.dtypes.Float32DType in numpy_array_globals()
+    requirements = open(os.path.join(REPO_ROOT, "requirements.txt")).read()
+    assert re.search(r"^numpy>=1\.25\b", requirements, re.MULTILINE)
 
 
 # --------------------------------------------------------------------------------------- medium
