@@ -320,6 +320,30 @@ def test_wrong_typed_fields_are_dropped_or_named_never_a_traceback(tmp_path, str
         read_amodal_coco(str(path))
 
 
+STRICT_CASES = [("annotation", fields, message.split(": ", 1)[1] if message.startswith("object: ") else message)
+                for fields, message in WRONG_TYPED_ANNOTATIONS] + [
+    ("image", {"width": "wide"}, "width: expected an integer, got str 'wide'"),
+    ("image", {"depth_constraints": [[10, 11, 12]]}, "expected a [front, back] pair of annotation ids"),
+]
+
+
+@pytest.mark.parametrize("kind, fields, message", STRICT_CASES,
+                         ids=[f"{kind}-{next(iter(fields))}-{n}" for n, (kind, fields, _) in enumerate(STRICT_CASES)])
+def test_each_wrong_typed_field_alone_is_an_error_in_strict_mode(tmp_path, kind, fields, message):
+    """Each wrong field as the file's only flaw: strict mode names it (the test above stops at the first)."""
+    data = write_dataset(tmp_path, with_images=False)
+    if kind == "annotation":
+        data["annotations"][0].update(fields)
+    else:
+        data["images"][0].update(fields)
+    path = tmp_path / "annotations" / "val.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(AnnotationError) as caught:
+        read_amodal_coco(str(path), True, DropLog(str(path), True))
+    assert message in str(caught.value) and str(caught.value).startswith(str(path))
+    read_amodal_coco(str(path), False, DropLog(str(path), False))  # and non-strict, a drop: no error
+
+
 def test_results_with_wrong_typed_or_unmatched_ids(tmp_path, capsys, caplog):
     dataset = tmp_path / "data"
     write_dataset(dataset, with_images=False)
