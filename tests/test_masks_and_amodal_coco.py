@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_amodal_coco_round_trip_loads_in_pycocotools(tmp_path):
     assert [o.is_stuff for o in back.records[0].objects] == [False, False, True]
 
 
-def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
+def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path, caplog):
     annotations, _, _ = _annotation_set()
     path = tmp_path / "ann.json"
     write_amodal_coco(annotations, str(path))
@@ -168,6 +169,14 @@ def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
 
     with pytest.raises(AnnotationError, match=r"ann\.json annotation id 1: amodal segmentation"):
         read_amodal_coco(str(path), strict=True)
+
+    # Without a usable id, an annotation naming no image is named by its own position in the file.
+    idless = {key: value for key, value in data["annotations"][2].items() if key != "id"} | {"image_id": 1234}
+    path.write_text(json.dumps(dict(data, annotations=data["annotations"][2:3] + [idless, idless])))
+    with caplog.at_level(logging.DEBUG, logger="sln_amodal.data.records"):
+        read_amodal_coco(str(path))
+    for position in (1, 2):
+        assert f"{path} annotation {position}: image_id: no image with id 1234" in caplog.text
 
 
 def test_missing_field_and_bad_json_name_file_and_field(tmp_path):
