@@ -21,7 +21,7 @@ from sln_amodal.data import catalog
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from sln_amodal.engine.checkpoint import atomic_torch_save
-from sln_amodal.fileio import OutputError
+from sln_amodal.fileio import OutputError, remove_stale_temporaries
 from sln_amodal.modeling.shape_prior import SHAPE_PRIOR_FORMAT, ShapePrior, ShapePriorError
 from sln_amodal.modeling.weights import (
     CheckpointError,
@@ -238,6 +238,25 @@ def test_array_globals_without_numpy_dtypes():
     assert np.dtypes.Float32DType in numpy_array_globals()
     requirements = open(os.path.join(REPO_ROOT, "requirements.txt")).read()
     assert re.search(r"^numpy>=1\.25\b", requirements, re.MULTILINE)
+
+
+def test_stale_temporaries_of_running_processes_are_kept(tmp_path, monkeypatch):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # reaped: its id names no process now
+    own, dead = tmp_path / f"model.pth.tmp.{os.getpid()}", tmp_path / f"model.pth.tmp.{finished.pid}"
+    other_user = tmp_path / "config.yaml.tmp.4242"
+    for path in (own, dead, other_user):
+        path.write_bytes(b"partial")
+    real_kill = os.kill
+
+    def kill(pid, signal):  # process 4242 belongs to another user: it exists, but cannot be signalled
+        if pid == 4242:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_kill(pid, signal)
+
+    monkeypatch.setattr(os, "kill", kill)
+    assert remove_stale_temporaries(str(tmp_path)) == [str(dead)]
+    assert own.exists() and other_user.exists() and not dead.exists()
 
 
 # --------------------------------------------------------------------------------------- medium
