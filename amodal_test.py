@@ -42,7 +42,7 @@ from sln_amodal.engine.inference import category_ids_of, predictions_to_results
 from sln_amodal.engine.visualize import draw_overlay, overlay_style, sem_dist_picture
 from sln_amodal.fileio import OutputError, prepare_output_folder, refuse_input_overlap
 from sln_amodal.modeling.shape_prior import ShapePriorError
-from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG
+from sln_amodal.modeling.weights import add_trust_checkpoint_option
 
 logger = logging.getLogger("amodal_test")
 
@@ -62,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the checkpoint's MODEL.DEVICE)")
     parser.add_argument("--sem-dist", action="store_true", help="also write the predicted sem-dist maps (SLN models)")
     parser.add_argument("--config", help="YAML config applied on top of the checkpoint's config")
-    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
-                        help="unpickle the checkpoint fully when it holds more than tensors and arrays; unpickling "
-                             "can run code the file carries, so only for files from a source you trust")
+    add_trust_checkpoint_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     return parser
 

@@ -1,6 +1,7 @@
 """Bad input never hangs, crashes or destroys data (issue 13): each defect found by feeding the entry
 points broken input, checked where it was seen. Commands that could hang or crash the interpreter
 (malformed RLEs) run as subprocesses with a timeout; the others call the command line's ``main``."""
+import argparse
 import errno
 import fractions
 import json
@@ -26,6 +27,7 @@ from sln_amodal.modeling.shape_prior import SHAPE_PRIOR_FORMAT, ShapePrior, Shap
 from sln_amodal.modeling.weights import (
     CheckpointError,
     UntrustedCheckpointError,
+    add_trust_checkpoint_option,
     numpy_array_globals,
     read_torch_file,
 )
@@ -229,6 +231,23 @@ def test_trusted_legacy_checkpoints_load_and_shape_prior_errors_offer_no_flag(tm
     with pytest.raises(ShapePriorError) as caught:
         ShapePrior(1, 28, 8, 3, 4).load_file(str(prior_file))
     assert "never does" in str(caught.value) and "--trust-checkpoint" not in str(caught.value)
+
+
+def test_one_trust_checkpoint_option_on_every_command_line():
+    reference = argparse.ArgumentParser()
+    add_trust_checkpoint_option(reference)
+    (expected,) = [action.help for action in reference._actions if "--trust-checkpoint" in action.option_strings]
+    parser, commands = amodal_train.build_parsers()
+    helps = [amodal_test.build_parser().format_help(), commands["train"].format_help(),
+             commands["evaluate"].format_help(),
+             run_python("scripts/build_shape_codebook.py", "--help").stdout]
+    for text in helps:
+        assert " ".join(expected.split()) in " ".join(text.split())
+    # The commands' own parsers read options and overrides in any order.
+    args = amodal_train.parse_args(["train", "--dataset", "d", "SOLVER.MAX_ITER", "2", "--model", "none",
+                                    "--trust-checkpoint"])
+    assert (args.command, args.model, args.overrides, args.trust_checkpoint) == ("train", "none",
+                                                                               ["SOLVER.MAX_ITER", "2"], True)
 
 
 def test_array_globals_without_numpy_dtypes():

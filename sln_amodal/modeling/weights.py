@@ -12,6 +12,7 @@ state.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import pickle
@@ -44,6 +45,13 @@ BN_STEP_COUNTER = "num_batches_tracked"
 # Unpickling a numpy array needs exactly these globals; allowing them (and nothing else) lets a
 # training checkpoint with array-valued state load without running other pickled code.
 # numpy 2 pickles a dtype through its class (numpy.dtypes.UInt32DType, ...), which builds nothing else.
+def add_trust_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """The command lines' one ``--trust-checkpoint`` option (its value: ``args.trust_checkpoint``)."""
+    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
+                        help="unpickle checkpoints fully when they hold more than tensors and arrays; unpickling can "
+                             "run code the file carries, so only for files from a source you trust")
+
+
 def numpy_array_globals(numpy=np) -> list:
     """The globals an array's pickle names; ``numpy.dtypes`` (numpy >= 1.25) adds the dtype classes."""
     dtypes = getattr(numpy, "dtypes", None)
