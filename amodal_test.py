@@ -11,7 +11,8 @@ For every image NAME.ext in DIR (jpg, jpeg, png, bmp; greyscale and RGBA too) it
                  objects, for debugging.
 Boxes and masks are in the photo's pixels. A photo above VIS.MAX_WORKING_MEGAPIXELS goes through the
 model scaled down to that size; each detection's masks are then resized to the photo's size one at
-a time, so memory does not grow with detections x megapixels.
+a time, so memory grows with the detections only by their masks at that capped working size (about
+4 bytes per working pixel each, ~8 MB per detection at 2 MP), not with detections x photo megapixels.
 Two images with the same NAME keep their extension in the output names (NAME.jpg.png ...). Other
 files are skipped with a note; an unreadable image is skipped with a warning and counted. OUT may
 not be DIR or lie inside it (the overlays would replace the photos or be read back as inputs).

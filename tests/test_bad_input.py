@@ -314,6 +314,14 @@ def test_converters_and_make_synthetic_never_overwrite_without_force(tmp_path):
     assert (synthetic / "annotations" / "train.json").read_bytes() == written
     assert run_python(*arguments, "--seed", "5", "--force").returncode == 0
     assert (synthetic / "annotations" / "train.json").read_bytes() != written
+    # Images alone are a dataset too: they would be written over.
+    photos = tmp_path / "photos"
+    (photos / "images" / "train").mkdir(parents=True)
+    (photos / "images" / "train" / "000000.png").write_bytes(b"user photo")
+    refused = run_python("scripts/make_synthetic.py", "--out", photos, *arguments[3:])
+    assert refused.returncode == 1 and f"{photos / 'images'} already exists; pass --force" in refused.stderr
+    assert (photos / "images" / "train" / "000000.png").read_bytes() == b"user photo"
+    assert not (photos / "annotations").exists()
 
 
 WRONG_TYPED_ANNOTATIONS = [
