@@ -11,7 +11,8 @@ For every image NAME.ext in DIR (jpg, jpeg, png, bmp; greyscale and RGBA too) it
                  objects, for debugging.
 Boxes and masks are in the photo's pixels. A photo above VIS.MAX_WORKING_MEGAPIXELS goes through the
 model scaled down to that size; each detection's masks are then resized to the photo's size one at
-a time, so memory does not grow with detections x megapixels.
+a time, so memory grows with the detections only by their masks at that capped working size (about
+4 bytes per working pixel each, ~8 MB per detection at 2 MP), not with detections x photo megapixels.
 Two images with the same NAME keep their extension in the output names (NAME.jpg.png ...). Other
 files are skipped with a note; an unreadable image is skipped with a warning and counted. OUT may
 not be DIR or lie inside it (the overlays would replace the photos or be read back as inputs).
@@ -42,7 +43,7 @@ from sln_amodal.engine.inference import category_ids_of, predictions_to_results
 from sln_amodal.engine.visualize import draw_overlay, overlay_style, sem_dist_picture
 from sln_amodal.fileio import OutputError, prepare_output_folder, refuse_input_overlap
 from sln_amodal.modeling.shape_prior import ShapePriorError
-from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG
+from sln_amodal.modeling.weights import add_trust_checkpoint_option
 
 logger = logging.getLogger("amodal_test")
 
@@ -62,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the checkpoint's MODEL.DEVICE)")
     parser.add_argument("--sem-dist", action="store_true", help="also write the predicted sem-dist maps (SLN models)")
     parser.add_argument("--config", help="YAML config applied on top of the checkpoint's config")
-    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
-                        help="unpickle the checkpoint fully when it holds more than tensors and arrays; unpickling "
-                             "can run code the file carries, so only for files from a source you trust")
+    add_trust_checkpoint_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     return parser
 

@@ -36,7 +36,7 @@ from sln_amodal.engine.trainer import NonFiniteLossError, train
 from sln_amodal.evaluation import AmodalEvaluator, format_report, load_results, plot_pr_curves, write_metrics
 from sln_amodal.fileio import OutputError, atomic_write_text, prepare_output_folder
 from sln_amodal.modeling.shape_prior import ShapePriorError
-from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG
+from sln_amodal.modeling.weights import add_trust_checkpoint_option
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
@@ -46,6 +46,11 @@ LOGS_ROOT = "logs"  # --logs defaults to LOGS_ROOT/<config file stem>, or LOGS_R
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The program's parser and each command's own (by name)."""
     parser = argparse.ArgumentParser(prog="amodal_train.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              f"(default {LOGS_ROOT}/<config file stem or 'default'>)")
     train_parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
                               help="dataset layout (default: config DATASETS.DATA_TYPE)")
-    add_trust_option(train_parser)
+    add_trust_checkpoint_option(train_parser)
     train_parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     train_parser.set_defaults(run=run_train)
 
@@ -77,27 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
                           help="dataset layout (default: config DATASETS.DATA_TYPE)")
     evaluate.add_argument("--config", help="YAML config file")
-    add_trust_option(evaluate)
+    add_trust_checkpoint_option(evaluate)
     evaluate.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     evaluate.set_defaults(run=run_evaluate)
-    return parser
-
-
-def add_trust_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
-                        help="unpickle checkpoints fully when they hold more than tensors and arrays; unpickling can "
-                             "run code the file carries, so only for files from a source you trust")
+    return parser, {"train": train_parser, "evaluate": evaluate}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Options and KEY VALUE overrides in any order (``parse_intermixed_args``, which argparse offers
     for parsers without subcommands, so the command's own parser reads what follows the command)."""
-    parser = build_parser()
+    parser, commands = build_parsers()
     argv = sys.argv[1:] if argv is None else argv
-    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    if not argv or argv[0] not in commands.choices:
+    if not argv or argv[0] not in commands:
         return parser.parse_args(argv)  # help, or the error naming the commands
-    args = commands.choices[argv[0]].parse_intermixed_args(argv[1:])
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
     args.command = argv[0]
     return args
 

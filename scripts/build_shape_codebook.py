@@ -25,7 +25,7 @@ from sln_amodal.engine.checkpoint import CheckpointError, atomic_torch_save, loa
 from sln_amodal.engine.shape_prior import build_codebook  # noqa: E402
 from sln_amodal.fileio import OutputError  # noqa: E402
 from sln_amodal.modeling.shape_prior import shape_prior_file_content  # noqa: E402
-from sln_amodal.modeling.weights import TRUST_CHECKPOINT_FLAG  # noqa: E402
+from sln_amodal.modeling.weights import add_trust_checkpoint_option  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,9 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="VRSP-Net training checkpoint whose jointly trained auto-encoder to use "
                                         "(its config replaces --config)")
     parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES, help="dataset layout")
-    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
-                        help="unpickle --model fully when it holds more than tensors and arrays (can run code it "
-                             "carries: only for files from a source you trust)")
+    add_trust_checkpoint_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)
     try:

@@ -3,8 +3,8 @@
     python scripts/make_synthetic.py --out datasets/synthetic --seed 0 --num-train 1000 --num-val 100
 
 Options left out take their values from the SYNTHETIC config section (``--config`` or the defaults).
-The same options always produce the same bytes. An existing dataset in DIR is replaced only with
---force.
+The same options always produce the same bytes. An existing dataset in DIR (its annotation files,
+or any file under DIR/images) is replaced only with --force.
 """
 from __future__ import annotations
 
@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> None:
             if count < 0:
                 raise ValueError(f"{option} must be 0 or more, got {count}")
         params = scene_params_from_config(cfg)
-        refuse_existing([os.path.join(args.out, "annotations", f"{split}.json") for split in SPLITS], args.force,
-                        "the dataset")
+        images = os.path.join(args.out, "images")  # the images are written over too, so they count as the dataset
+        images_hold_files = any(files for _, _, files in os.walk(images))
+        refuse_existing([os.path.join(args.out, "annotations", f"{split}.json") for split in SPLITS]
+                        + ([images] if images_hold_files else []), args.force, "the dataset")
         splits = write_synthetic_dataset(args.out, cfg.SYNTHETIC.SEED, cfg.SYNTHETIC.NUM_TRAIN,
                                          cfg.SYNTHETIC.NUM_VAL, params)
     except (ConfigError, OutputError, ValueError) as err:

@@ -19,7 +19,7 @@ from typing import Callable, IO
 logger = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".tmp."  # followed by the writer's process id
-_TEMPORARY_NAME = re.compile(rf".+{re.escape(TEMPORARY_SUFFIX)}\d+")
+_TEMPORARY_NAME = re.compile(rf".+{re.escape(TEMPORARY_SUFFIX)}(\d+)")
 
 
 class OutputError(Exception):
@@ -50,14 +50,32 @@ def atomic_write_text(text: str, path: str) -> None:
 
 
 def remove_stale_temporaries(folder: str) -> list[str]:
-    """Delete the ``*.tmp.PID`` files in ``folder`` (left by writers that were killed); returns them."""
+    """Delete the ``*.tmp.PID`` files in ``folder`` left by writers that were killed; returns them.
+
+    A file whose process is still running (another run writing into the same folder) is kept."""
     removed = []
     for path in sorted(glob.glob(os.path.join(glob.escape(folder), f"*{TEMPORARY_SUFFIX}*"))):
-        if _TEMPORARY_NAME.fullmatch(os.path.basename(path)) and os.path.isfile(path):
+        match = _TEMPORARY_NAME.fullmatch(os.path.basename(path))
+        if match and os.path.isfile(path) and not process_is_alive(int(match[1])):
             os.remove(path)
             removed.append(path)
             logger.warning("removed %s, a partial file left by an interrupted write", path)
     return removed
+
+
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user's counts: it cannot be signalled)."""
+    if pid <= 0:
+        return False  # 0 and negative ids name process groups, not a writer
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False  # no process has an id this large
+    return True
 
 
 def prepare_output_folder(path: str, option: str) -> str:

@@ -1,11 +1,15 @@
 """Bad input never hangs, crashes or destroys data (issue 13): each defect found by feeding the entry
 points broken input, checked where it was seen. Commands that could hang or crash the interpreter
 (malformed RLEs) run as subprocesses with a timeout; the others call the command line's ``main``."""
+import argparse
 import errno
+import fractions
 import json
 import os
+import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -18,7 +22,15 @@ from sln_amodal.data import catalog
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from sln_amodal.engine.checkpoint import atomic_torch_save
-from sln_amodal.fileio import OutputError
+from sln_amodal.fileio import OutputError, remove_stale_temporaries
+from sln_amodal.modeling.shape_prior import SHAPE_PRIOR_FORMAT, ShapePrior, ShapePriorError
+from sln_amodal.modeling.weights import (
+    CheckpointError,
+    UntrustedCheckpointError,
+    add_trust_checkpoint_option,
+    numpy_array_globals,
+    read_torch_file,
+)
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox
 from test_readers import rect, write_d2sa
 
@@ -195,6 +207,77 @@ def test_crafted_checkpoints_never_run_code_without_trust(tmp_path):
     assert marker.exists()
 
 
+def test_trusted_legacy_checkpoints_load_and_shape_prior_errors_offer_no_flag(tmp_path):
+    """A legacy (non-zip) checkpoint holding other objects: refused with the opt-in named, and read
+    with it (the zip check must not stop a trusted file). A shape-prior file never offers the opt-in,
+    which no command line would pass on to it."""
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.ones(2), "ratio": fractions.Fraction(1, 3)}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="legacy .*--trust-checkpoint unpickles it fully"):
+        read_torch_file(str(legacy))
+    assert read_torch_file(str(legacy), trust=True)["ratio"] == fractions.Fraction(1, 3)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    for trust in (False, True):
+        with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+            read_torch_file(str(garbage), trust=trust)
+    crafted = tmp_path / "crafted.pth"
+    torch.save({"ratio": fractions.Fraction(1, 3)}, crafted)
+    with pytest.raises(UntrustedCheckpointError, match="pass --trust-checkpoint"):
+        read_torch_file(str(crafted))
+
+    prior_file = tmp_path / "prior.pth"
+    torch.save({"format": SHAPE_PRIOR_FORMAT, "categories": fractions.Fraction(1, 3)}, prior_file)
+    with pytest.raises(ShapePriorError) as caught:
+        ShapePrior(1, 28, 8, 3, 4).load_file(str(prior_file))
+    assert "never does" in str(caught.value) and "--trust-checkpoint" not in str(caught.value)
+
+
+def test_one_trust_checkpoint_option_on_every_command_line():
+    reference = argparse.ArgumentParser()
+    add_trust_checkpoint_option(reference)
+    (expected,) = [action.help for action in reference._actions if "--trust-checkpoint" in action.option_strings]
+    parser, commands = amodal_train.build_parsers()
+    helps = [amodal_test.build_parser().format_help(), commands["train"].format_help(),
+             commands["evaluate"].format_help(),
+             run_python("scripts/build_shape_codebook.py", "--help").stdout]
+    for text in helps:
+        assert " ".join(expected.split()) in " ".join(text.split())
+    # The commands' own parsers read options and overrides in any order.
+    args = amodal_train.parse_args(["train", "--dataset", "d", "SOLVER.MAX_ITER", "2", "--model", "none",
+                                    "--trust-checkpoint"])
+    assert (args.command, args.model, args.overrides, args.trust_checkpoint) == ("train", "none",
+                                                                               ["SOLVER.MAX_ITER", "2"], True)
+
+
+def test_array_globals_without_numpy_dtypes():
+    """numpy before 1.25 has no numpy.dtypes: the allowed globals are then the three it does have."""
+    old_numpy = types.SimpleNamespace(ndarray=np.ndarray, dtype=np.dtype, zeros=np.zeros)
+    assert numpy_array_globals(old_numpy) == [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype]
+    assert np.dtypes.Float32DType in numpy_array_globals()
+    requirements = open(os.path.join(REPO_ROOT, "requirements.txt")).read()
+    assert re.search(r"^numpy>=1\.25\b", requirements, re.MULTILINE)
+
+
+def test_stale_temporaries_of_running_processes_are_kept(tmp_path, monkeypatch):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # reaped: its id names no process now
+    own, dead = tmp_path / f"model.pth.tmp.{os.getpid()}", tmp_path / f"model.pth.tmp.{finished.pid}"
+    other_user = tmp_path / "config.yaml.tmp.4242"
+    for path in (own, dead, other_user):
+        path.write_bytes(b"partial")
+    real_kill = os.kill
+
+    def kill(pid, signal):  # process 4242 belongs to another user: it exists, but cannot be signalled
+        if pid == 4242:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_kill(pid, signal)
+
+    monkeypatch.setattr(os, "kill", kill)
+    assert remove_stale_temporaries(str(tmp_path)) == [str(dead)]
+    assert own.exists() and other_user.exists() and not dead.exists()
+
+
 # --------------------------------------------------------------------------------------- medium
 def test_evaluate_results_needs_only_the_annotations(tmp_path, capsys):
     dataset = tmp_path / "data"
@@ -231,6 +314,14 @@ def test_converters_and_make_synthetic_never_overwrite_without_force(tmp_path):
     assert (synthetic / "annotations" / "train.json").read_bytes() == written
     assert run_python(*arguments, "--seed", "5", "--force").returncode == 0
     assert (synthetic / "annotations" / "train.json").read_bytes() != written
+    # Images alone are a dataset too: they would be written over.
+    photos = tmp_path / "photos"
+    (photos / "images" / "train").mkdir(parents=True)
+    (photos / "images" / "train" / "000000.png").write_bytes(b"user photo")
+    refused = run_python("scripts/make_synthetic.py", "--out", photos, *arguments[3:])
+    assert refused.returncode == 1 and f"{photos / 'images'} already exists; pass --force" in refused.stderr
+    assert (photos / "images" / "train" / "000000.png").read_bytes() == b"user photo"
+    assert not (photos / "annotations").exists()
 
 
 WRONG_TYPED_ANNOTATIONS = [
@@ -273,6 +364,30 @@ def test_wrong_typed_fields_are_dropped_or_named_never_a_traceback(tmp_path, str
     path.write_text(json.dumps(dict(data, annotations={"1": template})))
     with pytest.raises(AnnotationError, match=r"val\.json top level: annotations: expected a list, got dict"):
         read_amodal_coco(str(path))
+
+
+STRICT_CASES = [("annotation", fields, message.split(": ", 1)[1] if message.startswith("object: ") else message)
+                for fields, message in WRONG_TYPED_ANNOTATIONS] + [
+    ("image", {"width": "wide"}, "width: expected an integer, got str 'wide'"),
+    ("image", {"depth_constraints": [[10, 11, 12]]}, "expected a [front, back] pair of annotation ids"),
+]
+
+
+@pytest.mark.parametrize("kind, fields, message", STRICT_CASES,
+                         ids=[f"{kind}-{next(iter(fields))}-{n}" for n, (kind, fields, _) in enumerate(STRICT_CASES)])
+def test_each_wrong_typed_field_alone_is_an_error_in_strict_mode(tmp_path, kind, fields, message):
+    """Each wrong field as the file's only flaw: strict mode names it (the test above stops at the first)."""
+    data = write_dataset(tmp_path, with_images=False)
+    if kind == "annotation":
+        data["annotations"][0].update(fields)
+    else:
+        data["images"][0].update(fields)
+    path = tmp_path / "annotations" / "val.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(AnnotationError) as caught:
+        read_amodal_coco(str(path), True, DropLog(str(path), True))
+    assert message in str(caught.value) and str(caught.value).startswith(str(path))
+    read_amodal_coco(str(path), False, DropLog(str(path), False))  # and non-strict, a drop: no error
 
 
 def test_results_with_wrong_typed_or_unmatched_ids(tmp_path, capsys, caplog):

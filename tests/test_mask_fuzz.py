@@ -2,8 +2,8 @@
 
 A few thousand random RLEs (count lists and strings of every kind, sizes right and wrong) and
 polygons (random lengths, values, types) must each end, within a time bound, in an RLE that
-pycocotools decodes to the image's size or in a ``SegmentationError``; valid encodings must pass
-unchanged. pycocotools' C code crashes or loops forever on bad counts, so the fuzzing runs in a
+pycocotools decodes to the image's size or in a ``SegmentationError``; for every accepted count
+string, valid or mutated, the validator's run lengths must be those of the mask pycocotools decodes. pycocotools' C code crashes or loops forever on bad counts, so the fuzzing runs in a
 subprocess (this file run as a script): a segfault or a hang fails the test instead of killing pytest.
 """
 import json
@@ -28,9 +28,15 @@ def random_segmentation(rng: np.random.Generator, height: int, width: int):
     if kind == 0:  # a valid mask, compressed
         from sln_amodal.structures.masks import encode_mask
         return encode_mask(rng.random((height, width)) < rng.random())
-    if kind == 1:  # a valid mask, uncompressed counts
+    if kind == 1:  # a valid mask, uncompressed counts, or compressed with the zero-length runs they may hold
         cuts = np.sort(rng.integers(0, pixels + 1, int(rng.integers(0, 8))))
-        return {"size": [height, width], "counts": np.diff(np.r_[0, cuts, pixels]).tolist()}
+        runs = np.diff(np.r_[0, cuts, pixels]).tolist()
+        if rng.random() < 0.5:  # zero-length runs, which no encoder writes, and compressed
+            from pycocotools import mask as mask_utils
+            for _ in range(int(rng.integers(0, 3))):
+                runs.insert(int(rng.integers(1, len(runs) + 1)), 0)
+            runs = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)["counts"].decode()
+        return {"size": [height, width], "counts": runs}
     if kind == 2:  # counts that do not add up, or negative ones
         return {"size": [height, width], "counts": rng.integers(-pixels, 2 * pixels, int(rng.integers(0, 6))).tolist()}
     if kind == 3:  # random strings over the count alphabet (and a little beyond)
@@ -69,10 +75,18 @@ def fuzz() -> dict:
     """Every case through segmentation_to_rle, accepted RLEs decoded and measured; the tally."""
     from pycocotools import mask as mask_utils
 
-    from sln_amodal.structures.masks import SegmentationError, decode_rle, rle_area, rle_intersection, segmentation_to_rle
+    from sln_amodal.structures.masks import (
+        SegmentationError,
+        decode_rle,
+        encode_mask,
+        rle_area,
+        rle_intersection,
+        rle_run_lengths,
+        segmentation_to_rle,
+    )
 
     rng = np.random.default_rng(SEED)
-    tally = {"accepted": 0, "rejected": 0, "valid_kept": 0, "slowest_s": 0.0}
+    tally = {"accepted": 0, "rejected": 0, "strings_checked": 0, "mutated_checked": 0, "slowest_s": 0.0}
     for _ in range(NUM_CASES):
         height, width = (int(v) for v in rng.integers(1, MAX_SIDE, 2))
         segmentation = random_segmentation(rng, height, width)
@@ -87,9 +101,16 @@ def fuzz() -> dict:
             assert rle_area(rle) == mask.sum() == rle_area(rle_intersection(rle, rle))
             tally["accepted"] += 1
             if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
-                original = mask_utils.decode({"size": [height, width], "counts": segmentation["counts"].encode()})
-                assert (original.astype(bool) == mask).all()
-                tally["valid_kept"] += 1
+                # The validator's run lengths are those pycocotools decodes the string to (pixel by
+                # pixel, column-major), and the accepted RLE is that same mask.
+                counts = segmentation["counts"]
+                original = mask_utils.decode({"size": [height, width], "counts": counts.encode()}).astype(bool)
+                runs = rle_run_lengths(counts)
+                pixels = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
+                assert (pixels == original.ravel(order="F")).all(), counts
+                assert (original == mask).all(), counts
+                tally["strings_checked"] += 1
+                tally["mutated_checked"] += counts != encode_mask(original)["counts"]
         tally["slowest_s"] = max(tally["slowest_s"], time.perf_counter() - started)
     return tally
 
@@ -101,7 +122,8 @@ def test_random_masks_end_in_a_valid_rle_or_a_clear_error():
     tally = json.loads(completed.stdout.strip().splitlines()[-1])
     assert tally["accepted"] + tally["rejected"] == NUM_CASES
     assert tally["accepted"] > NUM_CASES // 5 and tally["rejected"] > NUM_CASES // 2  # both outcomes exercised
-    assert tally["valid_kept"] > 100  # compressed strings that are valid pass as they are
+    assert tally["strings_checked"] > 100  # accepted count strings, decoded by both
+    assert tally["mutated_checked"] > 10  # among them, strings no encoder writes (mutated, random)
     assert tally["slowest_s"] < MAX_SECONDS_PER_CASE
 
 

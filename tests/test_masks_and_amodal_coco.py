@@ -1,13 +1,17 @@
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_coco
+from sln_amodal.data.readers.common import FieldError, as_int
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from sln_amodal.numbers import is_finite_number, is_number, whole_number
 from sln_amodal.structures.masks import (
     SegmentationError,
     decode_rle,
@@ -79,6 +83,40 @@ def test_degenerate_segmentations_raise(segmentation, message):
         segmentation_to_rle(segmentation, 8, 10)
 
 
+def test_whole_numbers_written_as_floats_are_accepted_like_pycocotools_does():
+    h, w = 8, 10
+    mask = decode_rle(segmentation_to_rle({"size": [h, w], "counts": [3, 5, h * w - 8]}, h, w))
+    for segmentation in ({"size": [float(h), w], "counts": [3, 5, h * w - 8]},
+                         {"size": [h, np.float32(w)], "counts": [3.0, np.int64(5), float(h * w - 8)]},
+                         {"size": [float(h), float(w)], "counts": encode_mask(mask)["counts"]}):
+        rle = segmentation_to_rle(segmentation, h, w)
+        assert rle["size"] == [h, w] and all(type(side) is int for side in rle["size"])
+        np.testing.assert_array_equal(decode_rle(rle), mask)
+        counts = segmentation["counts"]
+        theirs = (mask_utils.decode({**segmentation, "counts": counts.encode()}) if isinstance(counts, str)
+                  else mask_utils.decode(mask_utils.frPyObjects(segmentation, h, w)))
+        np.testing.assert_array_equal(theirs, mask)  # pycocotools reads them so too
+    for size, counts, message in (([8.5, w], [h * w], "RLE size must be"), ([True, w], [h * w], "RLE size must be"),
+                                  ([h, w], [3, 5.5, h * w - 8.5], "RLE counts must be integers, got float 5.5"),
+                                  ([h, w], [float("nan"), h * w], "RLE counts must be integers, got float nan"),
+                                  ([h, w], [False, h * w], "RLE counts must be integers, got bool False")):
+        with pytest.raises(SegmentationError, match=message):
+            segmentation_to_rle({"size": size, "counts": counts}, h, w)
+
+
+def test_one_definition_of_numbers():
+    assert [whole_number(v) for v in (3, 3.0, np.int32(3), np.float64(3.0), -2.0)] == [3, 3, 3, 3, -2]
+    assert [whole_number(v) for v in (3.5, "3", True, np.bool_(True), float("nan"), float("inf"), None)] == [None] * 7
+    assert all(is_finite_number(v) for v in (0, 1.5, np.float32(2), np.int64(-1)))
+    assert not any(is_finite_number(v) for v in (True, "1", None, float("nan"), float("-inf"), [1]))
+    assert is_number(float("nan")) and not is_number(False)
+    # ids read through the same rule: 3 and 3.0 and "3" are one id; 3.5 and True are none
+    assert as_int(3.0, "id") == as_int("3", "id") == as_int(3, "id") == 3
+    for bad in (3.5, True, float("nan"), [3]):
+        with pytest.raises(FieldError):
+            as_int(bad, "id")
+
+
 def _annotation_set():
     rng = np.random.default_rng(1)
     amodal = _random_masks(rng, 3, 20, 30)
@@ -111,7 +149,7 @@ def test_amodal_coco_round_trip_loads_in_pycocotools(tmp_path):
     assert [o.is_stuff for o in back.records[0].objects] == [False, False, True]
 
 
-def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
+def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path, caplog):
     annotations, _, _ = _annotation_set()
     path = tmp_path / "ann.json"
     write_amodal_coco(annotations, str(path))
@@ -131,6 +169,14 @@ def test_reader_drops_and_counts_bad_objects_or_raises_when_strict(tmp_path):
 
     with pytest.raises(AnnotationError, match=r"ann\.json annotation id 1: amodal segmentation"):
         read_amodal_coco(str(path), strict=True)
+
+    # Without a usable id, an annotation naming no image is named by its own position in the file.
+    idless = {key: value for key, value in data["annotations"][2].items() if key != "id"} | {"image_id": 1234}
+    path.write_text(json.dumps(dict(data, annotations=data["annotations"][2:3] + [idless, idless])))
+    with caplog.at_level(logging.DEBUG, logger="sln_amodal.data.records"):
+        read_amodal_coco(str(path))
+    for position in (1, 2):
+        assert f"{path} annotation {position}: image_id: no image with id 1234" in caplog.text
 
 
 def test_missing_field_and_bad_json_name_file_and_field(tmp_path):

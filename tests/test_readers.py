@@ -2,6 +2,7 @@
 
 The ``write_*`` sample builders are shared with tests/test_converters.py.
 """
+import collections
 import json
 import os
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from sln_amodal.data.readers.cocoa import read_cocoa
+from sln_amodal.data.readers import d2sa, kins
 from sln_amodal.data.readers.d2sa import read_d2sa
 from sln_amodal.data.readers.kins import read_kins
 from sln_amodal.data.readers.sln_npz import decode_layer, load_layer, read_sln_npz, write_sln_npz
@@ -243,6 +245,25 @@ def test_kins_both_schemas(tmp_path, schema):
         assert image.depth_constraints == []
     assert log.dropped["object: amodal segmentation: no polygon with at least 6 numbers"] == 1
     assert log.dropped["object: category_id: unknown category 3"] == 1
+
+
+def test_depth_fields_are_parsed_once_per_annotation(tmp_path, monkeypatch):
+    """D2SA's depth and KINS' cluster and order are read while the object is (a malformed one drops
+    it) and that value is the one ranked: each annotation's fields parsed once."""
+    for module, parser_name, path, reader in (
+            (d2sa, "_depth", write_d2sa(tmp_path / "d2sa.json"), read_d2sa),
+            (kins, "_cluster_and_order", write_kins(tmp_path / "kins.json", "2020"), read_kins)):
+        calls = collections.Counter()
+        parse = getattr(module, parser_name)
+
+        def counting(ann, parse=parse, calls=calls):
+            calls[id(ann)] += 1
+            return parse(ann)
+
+        monkeypatch.setattr(module, parser_name, counting)
+        annotations = reader(str(path))
+        assert calls and max(calls.values()) == 1, parser_name
+        assert sum(len(record.objects) for record in annotations.records) <= len(calls)
 
 
 def test_kins_unknown_schema_raises(tmp_path):

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sln_amodal.config import load_config
 from sln_amodal.data.synthetic import SceneParams, write_synthetic_dataset
-from sln_amodal.engine.checkpoint import LAST_CHECKPOINT_FILE, read_checkpoint, seed_all_rng
+from sln_amodal.engine.checkpoint import LAST_CHECKPOINT_FILE, CheckpointError, read_checkpoint, seed_all_rng
 from sln_amodal.engine.trainer import FINAL_CHECKPOINT, train
 from sln_amodal.modeling.build import build_model
 
@@ -144,6 +144,32 @@ def test_non_finite_loss_keeps_only_sound_checkpoints_and_resume_applies_new_sol
     groups = read_checkpoint(result.checkpoint)["optimizer"]["param_groups"]
     assert groups[0]["initial_lr"] == groups[0]["lr"] == lower_lr  # iteration 2 ends the warm-up
     assert load_config(str(logs / "config.yaml")).SOLVER.BASE_LR == lower_lr
+
+
+def test_resume_follows_the_new_schedule_and_refuses_a_new_seed(dataset_dir, tmp_path):
+    logs = tmp_path / "run"
+    train(tiny_config("SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(logs))  # STEPS far away: no decay
+    first_config = (logs / "config.yaml").read_text()
+
+    with pytest.raises(CheckpointError, match="SOLVER.SEED 1 differs from the checkpoint's 0"):
+        train(tiny_config("SOLVER.MAX_ITER", "3", "SOLVER.SEED", "1"), dataset_dir, "last", str(logs))
+    assert (logs / "config.yaml").read_text() == first_config  # a refused resume records nothing
+
+    # Warm-up ends at iteration 2, where the new schedule decays by the new GAMMA; the checkpoint's
+    # schedule (STEPS 60000, 80000; GAMMA 0.1) would leave the rate at BASE_LR.
+    result = train(tiny_config("SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "[2]", "SOLVER.GAMMA", "0.5",
+                               "SOLVER.WARMUP_FACTOR", "0.5"), dataset_dir, "last", str(logs))
+    assert result.iteration == 3
+    used = {event.step: event.value for event in
+            EventAccumulator(str(logs), size_guidance={"scalars": 0}).Reload().Scalars("train/lr")}
+    assert used[2] == pytest.approx(BASE_LR * (0.5 * 0.5 + 0.5))  # warm-up with the new factor, at 1 of 2
+    assert used[3] == pytest.approx(BASE_LR * 0.5)  # past the new step
+    checkpoint = read_checkpoint(result.checkpoint)
+    assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(BASE_LR * 0.5)
+    assert checkpoint["scheduler"]["lr_lambdas"][0] == {"warmup_iters": WARMUP_ITERS, "warmup_factor": 0.5,
+                                                       "steps": (2,), "gamma": 0.5}
+    recorded = load_config(str(logs / "config.yaml")).SOLVER
+    assert (list(recorded.STEPS), recorded.GAMMA, recorded.WARMUP_FACTOR, recorded.SEED) == ([2], 0.5, 0.5, 0)
 
 
 def test_tensorboard_scalars_and_pictures(straight_run):

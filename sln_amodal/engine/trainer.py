@@ -6,7 +6,8 @@ CPU). Process 0 alone writes the progress bar, TensorBoard events and checkpoint
 holds everything an exact resume needs: weights, optimizer, schedule, gradient scaler, every
 process's random-number state and the position in the data stream, so ``--model last`` continues
 as if the run had never stopped; solver values given for the resumed run (a lower BASE_LR after a
-non-finite stop) take effect from there on, and config.yaml records them. A checkpoint is written
+non-finite stop, new STEPS or GAMMA) take effect from there on, and config.yaml records them; a
+changed SOLVER.SEED is refused, since the resume restores the saved random state. A checkpoint is written
 only once the weights it holds have given a finite loss on the next batch (and are finite
 themselves), so a run stopped by an exploding update never leaves that update's weights behind.
 """
@@ -147,7 +148,6 @@ class Trainer:
         self.overlay_style = overlay_style(cfg)
         if self.is_main:
             os.makedirs(logs_dir, exist_ok=True)
-            atomic_write_text(cfg.dump(), os.path.join(logs_dir, CONFIG_FILE))
             self.events = TrainingEvents(logs_dir, solver.LOG_PERIOD)
             if solver.VIS_PERIOD:
                 self.picture_sample = build_dataset(cfg, annotations, image_root, train=False)[0]
@@ -158,10 +158,13 @@ class Trainer:
         else:
             load_pretrained(self.model, weights, checkpoints_dir, trust)
             self.start_iter = 0
+        if self.is_main:  # only once a resume has been accepted, so a refused one leaves the run's record as it was
+            atomic_write_text(cfg.dump(), os.path.join(logs_dir, CONFIG_FILE))
 
     def resume(self, path: str) -> int:
         """Restore the whole training state saved in ``path``; returns the iteration to continue from."""
         checkpoint = read_checkpoint(path, self.trust)
+        self.refuse_changed_seed(path, checkpoint["config"])
         if checkpoint["categories"] != self.categories:
             raise CheckpointError(f"{path}: categories differ from the training set's; resume on the dataset "
                                   f"the run was started on, or fine-tune with --model {path}")
@@ -187,11 +190,16 @@ class Trainer:
     def apply_solver_values(self) -> None:
         """Put this run's solver values (learning rate, momentum, weight decay, schedule) in place of
         the ones a resumed optimizer and scheduler restored; the position in the schedule is kept.
-        With unchanged values every number comes out as the uninterrupted run has it."""
+        With unchanged values every number comes out as the uninterrupted run has it.
+
+        The schedule is built anew from the config: ``LambdaLR.load_state_dict`` writes the saved
+        schedule's values into the schedule object itself, so the one built in ``__init__`` now
+        holds the checkpoint's STEPS, GAMMA and warm-up."""
         solver = self.cfg.SOLVER
         groups = self.optimizer.param_groups
         for group in groups:
             group.update(initial_lr=self.learning_rate, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY)
+        self.schedule = WarmupStepSchedule(solver.WARMUP_ITERS, solver.WARMUP_FACTOR, solver.STEPS, solver.GAMMA)
         self.scheduler.base_lrs = [self.learning_rate] * len(groups)
         self.scheduler.lr_lambdas = [self.schedule] * len(groups)
         factor = self.schedule(self.scheduler.last_epoch)
@@ -199,11 +207,18 @@ class Trainer:
             group["lr"] = self.learning_rate * factor  # LambdaLR.step's own expression
         self.scheduler._last_lr = [group["lr"] for group in groups]
 
+    def refuse_changed_seed(self, path: str, saved_config: str) -> None:
+        """An exact resume restores the checkpoint's random state, so a new SOLVER.SEED could not
+        take effect; refused rather than recorded in config.yaml and ignored."""
+        saved = _saved_solver_values(saved_config)
+        if "SEED" in saved and saved["SEED"] != self.cfg.SOLVER.SEED:
+            raise CheckpointError(
+                f"{path}: SOLVER.SEED {self.cfg.SOLVER.SEED} differs from the checkpoint's {saved['SEED']}; a resume "
+                f"continues the checkpoint's random state, so the seed cannot change: resume with SOLVER.SEED "
+                f"{saved['SEED']}, or start a new run in another --logs folder")
+
     def log_changed_solver_values(self, path: str, saved_config: str) -> None:
-        saved = yaml.safe_load(saved_config)
-        saved = saved.get("SOLVER") if isinstance(saved, dict) else None
-        if not isinstance(saved, dict):
-            return
+        saved = _saved_solver_values(saved_config)
         changed = [f"SOLVER.{key} {value!r} (the checkpoint ran with {saved[key]!r})"
                    for key, value in self.cfg.SOLVER.to_dict().items()
                    if key in saved and _as_plain(saved[key]) != _as_plain(value)]
@@ -412,6 +427,13 @@ def _detached_copy(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_detached_copy(item) for item in value)
     return copy.deepcopy(value)
+
+
+def _saved_solver_values(saved_config: str) -> dict:
+    """The SOLVER section of a checkpoint's config text; empty when it has none."""
+    saved = yaml.safe_load(saved_config)
+    saved = saved.get("SOLVER") if isinstance(saved, dict) else None
+    return saved if isinstance(saved, dict) else {}
 
 
 def _as_plain(value):

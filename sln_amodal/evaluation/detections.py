@@ -10,13 +10,13 @@ unless no entry at all names an image of the ground truth (a warning, an error i
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.readers.common import FieldError, as_int, load_json
 from ..data.records import AnnotationError, AnnotationSet, DropLog
+from ..numbers import is_finite_number
 from ..structures.masks import SegmentationError, describe_value, segmentation_to_rle
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
             log.drop("detection", "category_id", f"unknown category {det['category_id']!r}", where)
             continue
         score = det["score"]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        if not is_finite_number(score):
             log.drop("detection", "score", f"expected a finite number, got {describe_value(score)}", where)
             continue
         try:

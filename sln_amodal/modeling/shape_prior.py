@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .weights import read_torch_file
+from .weights import UntrustedCheckpointError, read_torch_file
 
 SHAPE_PRIOR_FORMAT = "sln_amodal.shape_prior/1"
 # Rows of points compared with all centres at once in k-means (bounds the (rows, k) distance matrix).
@@ -177,7 +177,14 @@ class ShapePrior(nn.Module):
 
     def load_file(self, path: str, categories: Optional[list[dict]] = None) -> None:
         """Read a ``save_shape_prior`` file; ``categories`` (the model's) must be the file's if given."""
-        content = read_torch_file(path)
+        try:
+            content = read_torch_file(path)
+        except UntrustedCheckpointError as err:
+            # A shape-prior file of this project holds tensors and plain values only, and is never
+            # unpickled fully (no command line offers it), so the read error's opt-in does not apply.
+            raise ShapePriorError(f"{path}: holds objects other than tensors, plain values and arrays, "
+                                  f"which a shape-prior file of this project never does; rebuild it with "
+                                  f"scripts/build_shape_codebook.py") from err
         if not isinstance(content, dict) or content.get("format") != SHAPE_PRIOR_FORMAT:
             raise ShapePriorError(f"{path}: format: not a shape-prior file of this project "
                                   f"(expected {SHAPE_PRIOR_FORMAT!r})")

@@ -12,6 +12,7 @@ state.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import pickle
@@ -44,8 +45,21 @@ BN_STEP_COUNTER = "num_batches_tracked"
 # Unpickling a numpy array needs exactly these globals; allowing them (and nothing else) lets a
 # training checkpoint with array-valued state load without running other pickled code.
 # numpy 2 pickles a dtype through its class (numpy.dtypes.UInt32DType, ...), which builds nothing else.
-NUMPY_ARRAY_GLOBALS = [np.ndarray.__reduce__(np.zeros(0))[0], np.ndarray, np.dtype,
-                       *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType"))]
+def add_trust_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """The command lines' one ``--trust-checkpoint`` option (its value: ``args.trust_checkpoint``)."""
+    parser.add_argument(TRUST_CHECKPOINT_FLAG, action="store_true",
+                        help="unpickle checkpoints fully when they hold more than tensors and arrays; unpickling can "
+                             "run code the file carries, so only for files from a source you trust")
+
+
+def numpy_array_globals(numpy=np) -> list:
+    """The globals an array's pickle names; ``numpy.dtypes`` (numpy >= 1.25) adds the dtype classes."""
+    dtypes = getattr(numpy, "dtypes", None)
+    dtype_classes = [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType")] if dtypes else []
+    return [numpy.ndarray.__reduce__(numpy.zeros(0))[0], numpy.ndarray, numpy.dtype, *dtype_classes]
+
+
+NUMPY_ARRAY_GLOBALS = numpy_array_globals()
 TRUST_CHECKPOINT_FLAG = "--trust-checkpoint"  # the command lines' opt-in to full unpickling
 
 _STAGE_OF_LAYER = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
@@ -95,6 +109,10 @@ _TORCHVISION_KEY_RULES = [(re.compile(pattern), rename) for pattern, rename in _
 
 class CheckpointError(ValueError):
     """A file that is not a readable model checkpoint of this project; the message names it."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint that only full unpickling could read, refused without ``trust``."""
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
@@ -240,11 +258,18 @@ def read_torch_file(path: str, trust: bool = False) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     # torch.load fails on a file of another kind with whatever error its bytes happen to trigger.
     except Exception as err:
-        if not isinstance(err, pickle.UnpicklingError) or not zipfile.is_zipfile(path):
+        if not isinstance(err, pickle.UnpicklingError):
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: "
                                   f"{_first_line(err)})") from err
-        if not trust:
+        # Random bytes raise UnpicklingError too, so untrusted only a zip checkpoint is told it holds
+        # other objects; trusted, any file gets the full unpickler, legacy (non-zip) checkpoints included.
+        if not trust and not zipfile.is_zipfile(path):
             raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)}); "
+                f"if it is a checkpoint in PyTorch's legacy (non-zip) format from a source you trust, "
+                f"{TRUST_CHECKPOINT_FLAG} unpickles it fully") from err
+        if not trust:
+            raise UntrustedCheckpointError(
                 f"{path}: holds objects other than tensors, plain values and arrays ({_first_line(err)}); unpickling "
                 f"them could run code the file carries. Only if you trust where the file comes from, pass "
                 f"{TRUST_CHECKPOINT_FLAG} to unpickle it fully") from err

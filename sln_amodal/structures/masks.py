@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..numbers import is_number, whole_number
+
 MIN_POLYGON_NUMBERS = 6  # a polygon needs three (x, y) points
 # pycocotools 2.0.11 area() overflows a uint8 count past 255 masks, so areas go in batches this big.
 PYCOCOTOOLS_AREA_BATCH = 255
@@ -99,63 +101,110 @@ def rle_run_lengths(counts: str) -> np.ndarray:
 
     Raises ``SegmentationError`` for characters outside the alphabet, a truncated last value, or a
     value too long for the C decoder's ``int`` arithmetic; runs may still be negative (the caller checks).
+
+    Every mask read from a file comes through here, so it is built for speed: the alphabet is checked
+    and the longest value found by ``bytes.translate`` and substring search, and the decoding is about
+    a dozen whole-array numpy operations whatever the string's length (a value rarely has more than
+    two characters, so the loop over the places ends soon).
     """
-    if not counts.isascii():
-        raise SegmentationError("RLE counts string holds non-ASCII characters")
-    codes = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - RLE_CHAR_OFFSET
-    if codes.size == 0:
+    try:
+        raw = counts.encode("ascii")
+    except UnicodeEncodeError:
+        raise SegmentationError("RLE counts string holds non-ASCII characters") from None
+    if not raw:
         return np.zeros(0, dtype=np.int64)
-    if codes.min() < 0 or codes.max() > RLE_CHAR_MAX:
-        bad = counts[int(np.flatnonzero((codes < 0) | (codes > RLE_CHAR_MAX))[0])]
+    if raw.translate(None, _RLE_ALPHABET):
+        bad = next(char for char in counts if char.encode("ascii") not in _RLE_ALPHABET)
         raise SegmentationError(f"RLE counts string holds {bad!r}, outside the characters "
                                 f"{chr(RLE_CHAR_OFFSET)!r}..{chr(RLE_CHAR_OFFSET + RLE_CHAR_MAX)!r}")
-    more = (codes & RLE_MORE_BIT) != 0
-    if more[-1]:
+    if raw[-1] >= _RLE_FIRST_MORE_CHAR:
         raise SegmentationError("RLE counts string ends inside a value")
-    ends = np.flatnonzero(~more)
-    starts = np.r_[0, ends[:-1] + 1]
-    lengths = ends - starts + 1
-    if lengths.max() > RLE_MAX_CHARS_PER_VALUE:
-        raise SegmentationError(f"RLE counts string holds a value of more than {RLE_MAX_CHARS_PER_VALUE} characters")
-    position = np.arange(codes.size) - np.repeat(starts, lengths)
-    values = np.add.reduceat((codes & RLE_VALUE_BITS) << (RLE_BITS_PER_CHAR * position), starts)
-    negative = (codes[ends] & RLE_SIGN_BIT) != 0
-    values = np.where(negative, values - (1 << (RLE_BITS_PER_CHAR * lengths)), values)
-    # runs[i] = values[i] + runs[i - 2] from i = 3 on: a running sum over each parity from index 1/2.
-    runs = values.copy()
-    runs[1::2] = np.cumsum(values[1::2])
-    runs[2::2] = np.cumsum(values[2::2])
-    return runs
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    values = _RLE_DIGITS.take(codes)
+    marks = raw.translate(_RLE_MORE_MARKS)  # b"M" for each character saying "more follow", b"." for the others
+    if b"M" in marks:
+        if b"M" * RLE_MAX_CHARS_PER_VALUE in marks:
+            raise SegmentationError(
+                f"RLE counts string holds a value of more than {RLE_MAX_CHARS_PER_VALUE} characters")
+        # A character's place in its value: the number of "more" characters right before it, the
+        # k-th of them counted where the k characters before all say "more".
+        more = codes >= _RLE_FIRST_MORE_CHAR
+        place = np.zeros(codes.size, dtype=np.int64)
+        chain = more[:-1]
+        place[1:] += chain
+        run = b"MM"
+        while run in marks:
+            chain = chain[1:] & more[:-len(run)]
+            place[len(run):] += chain
+            run += b"M"
+        # Each value is the sum of its characters' digits at their places: differences of a running
+        # sum, taken at each value's last character.
+        totals = np.add.accumulate(values << (RLE_BITS_PER_CHAR * place))[~more]
+        values = totals.copy()
+        values[1:] -= totals[:-1]
+    # runs[i] = values[i] + runs[i - 2] from i = 3 on: a running sum over each parity from index 1/2,
+    # one call over the pairs (runs 1 and 2, 3 and 4, ...), a last unpaired run added by hand.
+    later = values[1:]
+    paired = later.size & ~1
+    if paired:
+        pairs = later[:paired].reshape(-1, 2)
+        np.add.accumulate(pairs, axis=0, out=pairs)
+    if later.size & 1 and later.size > 2:
+        later[-1] += later[-3]
+    return values
+
+
+_RLE_ALPHABET = bytes(range(RLE_CHAR_OFFSET, RLE_CHAR_OFFSET + RLE_CHAR_MAX + 1))
+_RLE_FIRST_MORE_CHAR = RLE_CHAR_OFFSET + RLE_MORE_BIT  # characters from here on say "more follow"
+_RLE_MORE_MARKS = bytes(ord("M") if code >= _RLE_FIRST_MORE_CHAR else ord(".") for code in range(256))
+
+
+def _rle_digit_table() -> np.ndarray:
+    """Byte -> its 5-bit digit, for a value's last character sign-extended (the sign bit is its top
+    bit, so subtracting 32 there subtracts 2^(5 x characters) from the value)."""
+    table = np.zeros(256, dtype=np.int64)
+    for code in range(RLE_CHAR_MAX + 1):
+        digit = code & RLE_VALUE_BITS
+        last = not code & RLE_MORE_BIT
+        table[RLE_CHAR_OFFSET + code] = digit - (1 << RLE_BITS_PER_CHAR) if last and code & RLE_SIGN_BIT else digit
+    return table
+
+
+_RLE_DIGITS = _rle_digit_table()
 
 
 def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
     if "size" not in segmentation or "counts" not in segmentation:
         raise SegmentationError("RLE needs 'size' and 'counts'")
     size = segmentation["size"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(s) for s in size)):
+    sides = [whole_number(side) for side in size] if isinstance(size, (list, tuple)) and len(size) == 2 else [None]
+    if None in sides:
         raise SegmentationError(f"RLE size must be [height, width] as two integers, got {describe_value(size)}")
-    if [int(s) for s in size] != [height, width]:
+    if sides != [height, width]:
         raise SegmentationError(f"RLE size {list(size)} differs from image size {[height, width]}")
     counts = segmentation["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("latin-1")  # every byte maps to one character; non-ASCII ones are refused below
-    if isinstance(counts, list):
-        if not all(_is_int(c) for c in counts):
-            bad = next(c for c in counts if not _is_int(c))
-            raise SegmentationError(f"RLE counts must be integers, got {describe_value(bad)}")
-        runs = np.asarray(counts, dtype=np.int64)
-    elif isinstance(counts, str):
+    if isinstance(counts, str):
         runs = rle_run_lengths(counts)
+    elif isinstance(counts, list):
+        runs = [whole_number(count) for count in counts]
+        if None in runs:
+            bad = counts[runs.index(None)]
+            raise SegmentationError(f"RLE counts must be integers, got {describe_value(bad)}")
+        runs = np.asarray(runs, dtype=np.int64)
     else:
         raise SegmentationError(f"RLE counts must be a string or a list of integers, got {describe_value(counts)}")
-    if runs.size and runs.min() < 0:
+    # The smallest run after the first: below 0 is an error, 0 needs the rewrite below.
+    smallest_later = int(np.minimum.reduce(runs[1:])) if runs.size > 1 else 1
+    if runs.size and min(int(runs[0]), smallest_later) < 0:
         raise SegmentationError(f"RLE counts hold a negative run ({int(runs.min())})")
-    if int(runs.sum()) != height * width:
-        raise SegmentationError(f"RLE counts cover {int(runs.sum())} pixels, the {width}x{height} image has "
-                                f"{height * width}")
+    total = int(np.add.reduce(runs))
+    if total != height * width:
+        raise SegmentationError(f"RLE counts cover {total} pixels, the {width}x{height} image has {height * width}")
     # pycocotools' merge miscounts runs of length zero after the first (its encoder never writes
     # them), so such counts are rewritten without them; other count strings pass as they are.
-    if isinstance(counts, str) and not (runs[1:] == 0).any():
+    if isinstance(counts, str) and smallest_later > 0:
         return {"size": [height, width], "counts": counts}
     rle = mask_utils.frPyObjects({"size": [height, width], "counts": _without_empty_runs(runs)}, height, width)
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
@@ -181,8 +230,8 @@ def _checked_polygon(polygon, height: int, width: int) -> list[float]:
         raise SegmentationError(f"a polygon must be a list of numbers, got {describe_value(polygon)}")
     if len(polygon) % 2:
         raise SegmentationError(f"a polygon must hold (x, y) pairs, got {len(polygon)} numbers")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
-        bad = next(v for v in polygon if not isinstance(v, (int, float)) or isinstance(v, bool))
+    if not all(is_number(v) for v in polygon):
+        bad = next(v for v in polygon if not is_number(v))
         raise SegmentationError(f"polygon coordinates must be numbers, got {describe_value(bad)}")
     values = np.asarray(polygon, dtype=np.float64)
     # pycocotools rasterises every edge step by step, so far-away points cost time and memory.
@@ -192,10 +241,6 @@ def _checked_polygon(polygon, height: int, width: int) -> list[float]:
         raise SegmentationError(f"polygon coordinate {float(values[~inside][0])!r} is not a finite number within "
                                 f"{margin} pixels of the {width}x{height} image")
     return values.tolist()
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def describe_value(value) -> str:

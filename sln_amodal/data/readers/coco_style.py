@@ -35,13 +35,13 @@ def read_images(
     (when given; its annotations are not read) and annotations that name no kept image. An image
     without annotations is kept with no objects.
     """
-    by_image = collections.defaultdict(list)
+    by_image = collections.defaultdict(list)  # image id -> (position in the file, annotation)
     for index, ann in enumerate(data["annotations"]):
         where = entry_where(ann, index, "annotation")
         try:
             if not isinstance(ann, dict):
                 raise FieldError("<entry>", f"expected an object, got {describe_value(ann)}")
-            by_image[int_field(ann, "image_id")].append(ann)
+            by_image[int_field(ann, "image_id")].append((index, ann))
         except FieldError as err:
             log.drop("annotation", err.field, err.reason, where)
 
@@ -67,7 +67,7 @@ def read_images(
             log.drop("image", "id", f"{copies[record.image_id]} images share id {record.image_id}, so their "
                      "annotations cannot be told apart", where)
             continue
-        annotations = by_image.pop(record.image_id, [])
+        annotations = [ann for _, ann in by_image.pop(record.image_id, [])]
         if image_root is not None and not os.path.isfile(os.path.join(image_root, record.file_name)):
             log.drop("image", "file_name", f"no file {record.file_name!r} in {image_root}", where)
             continue
@@ -75,8 +75,8 @@ def read_images(
             log.kept("images")
             records.append(record)
     for image_id, annotations in by_image.items():
-        for ann in annotations:
-            log.drop("annotation", "image_id", f"no image with id {image_id}", entry_where(ann, 0, "annotation"))
+        for index, ann in annotations:
+            log.drop("annotation", "image_id", f"no image with id {image_id}", entry_where(ann, index, "annotation"))
     return records
 
 

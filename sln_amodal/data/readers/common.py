@@ -9,9 +9,9 @@ file and the field. A malformed entry inside it (an image, an annotation, one of
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Optional
 
+from ...numbers import is_finite_number, whole_number
 from ...structures.masks import (
     SegmentationError,
     describe_value,
@@ -84,12 +84,9 @@ def read_categories(data: dict, path: str) -> list[dict]:
 def as_int(value: Any, field: str) -> int:
     """An integer field: a JSON integer, an integral number (3.0) or a string of one ("3"), so an id
     reads the same whichever way a tool wrote it; FieldError otherwise."""
-    if isinstance(value, bool):
-        raise FieldError(field, f"expected an integer, got {describe_value(value)}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    number = whole_number(value)
+    if number is not None:
+        return number
     if isinstance(value, str):
         try:
             return int(value.strip())
@@ -130,7 +127,7 @@ def number_field(entry: dict, key: str) -> Optional[float]:
     value = entry.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise FieldError(key, f"expected a finite number, got {describe_value(value)}")
     return float(value)
 
@@ -150,7 +147,7 @@ def box_field(entry: dict, key: str) -> Optional[list[float]]:
     if value is None:
         return None
     if (not isinstance(value, list) or len(value) != BOX_NUMBERS
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            or not all(is_finite_number(v) for v in value)):
         raise FieldError(key, f"expected {BOX_NUMBERS} finite numbers [x, y, width, height], got {describe_value(value)}")
     return list(value)
 

@@ -40,9 +40,11 @@ def read_d2sa(
     categories = read_categories(data, path)
     category_ids = {c["id"] for c in categories}
 
+    depths: dict[int, Optional[float]] = {}  # id() of an annotation read -> its depth, parsed once
+
     def read_object(record: ImageRecord, ann: dict, where: str) -> Optional[ObjectAnnotation]:
         category_id = category_field(ann, category_ids)
-        _depth(ann)  # a malformed depth drops the annotation before it is built
+        depths[id(ann)] = _depth(ann)  # a malformed depth drops the annotation before it is built
         return build_masked_object(
             log, where, record.height, record.width, category_id, ann, iscrowd=bool_field(ann, "iscrowd"),
             ann_id=int_field(ann, "id", None), source_bbox=box_field(ann, "bbox"),
@@ -51,7 +53,7 @@ def read_d2sa(
     def fill_record(record: ImageRecord, image: dict, annotations: list, where: str) -> bool:
         kept = read_objects(log, record, annotations, annotation_where(where), read_object)
         record.objects = [obj for _, _, obj in kept]
-        assign_depth_ranks(record.objects, [_depth(ann) for _, ann, _ in kept])
+        assign_depth_ranks(record.objects, [depths[id(ann)] for _, ann, _ in kept])
         return True
 
     records = read_images(path, data, log, fill_record, image_root)

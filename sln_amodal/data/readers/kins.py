@@ -70,11 +70,13 @@ def read_kins(
     categories = [c for c in read_categories(data, path) if c["id"] in KINS_CATEGORY_IDS]
     category_ids = {c["id"] for c in categories}
 
+    depths: dict[int, tuple[Optional[int], Optional[float]]] = {}  # id() of an annotation read -> (cluster, order)
+
     def read_object(record: ImageRecord, ann: dict, where: str) -> Optional[ObjectAnnotation]:
         category_id = category_field(ann, category_ids)
         if ann.get(schema.visible) is None:
             raise FieldError(schema.visible, "missing")
-        _cluster_and_order(ann)  # malformed ones drop the annotation before it is built
+        depths[id(ann)] = _cluster_and_order(ann)  # malformed ones drop the annotation before it is built
         return build_object(
             log, where, record.height, record.width, category_id, ann.get(schema.amodal), ann[schema.visible],
             iscrowd=bool_field(ann, "iscrowd"), ann_id=int_field(ann, "id", None), source_bbox=box_field(ann, schema.box),
@@ -83,7 +85,7 @@ def read_kins(
     def fill_record(record: ImageRecord, image: dict, annotations: list, where: str) -> bool:
         kept = read_objects(log, record, annotations, annotation_where(where), read_object)
         record.objects = [obj for _, _, obj in kept]
-        clusters, orders = zip(*(_cluster_and_order(ann) for _, ann, _ in kept)) if kept else ((), ())
+        clusters, orders = zip(*(depths[id(ann)] for _, ann, _ in kept)) if kept else ((), ())
         record.depth_constraints = cluster_depth_constraints(list(clusters), list(orders))
         log.kept("depth constraints", len(record.depth_constraints))
         return True
