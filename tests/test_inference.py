@@ -17,6 +17,7 @@ from sln_amodal.engine.visualize import (
     draw_overlay,
     object_colours,
     overlay_style,
+    ranks_among_drawn,
     sem_dist_picture,
 )
 from sln_amodal.evaluation import AmodalEvaluator, load_results
@@ -138,6 +139,11 @@ def test_overlay_fills_visible_and_hatches_hidden():
     assert (picture[HEIGHT - 10:, :30] == 100).all()
     assert (picture[:15, 5:60] == 0).all(axis=2).any()
     assert not (picture[:15, 60:] != 100).any()
+
+
+def test_overlay_ranks_count_among_the_drawn_objects():
+    assert ranks_among_drawn(np.array([5, 2, 9, 0, 2])).tolist() == [2, 1, 3, 0, 1]
+    assert ranks_among_drawn(np.zeros(0, dtype=np.int64)).tolist() == []
 
 
 def test_overlay_threshold_and_float_input():

@@ -62,6 +62,16 @@ def object_colours(count: int, seed: int) -> np.ndarray:
     return hsv_to_rgb(hsv)
 
 
+def ranks_among_drawn(depth_ranks: np.ndarray) -> np.ndarray:
+    """Depth ranks (1 = front-most, 0 unknown) renumbered 1, 2, ... among the given objects alone,
+    keeping their order and ties: a picture's "#1" is the front-most object it shows."""
+    ranks = np.asarray(depth_ranks, dtype=np.int64)
+    known = ranks > 0
+    renumbered = np.zeros_like(ranks)
+    renumbered[known] = np.unique(ranks[known], return_inverse=True)[1] + 1
+    return renumbered
+
+
 def draw_overlay(
     image,
     output: dict,
@@ -75,7 +85,7 @@ def draw_overlay(
     Per object, in its own colour and painted back to front (largest depth rank first): the visible
     region filled (alpha blend), the hidden region (amodal minus visible) hatched with diagonal
     lines, both the hidden region and the amodal mask outlined, and a label "#rank name score" at
-    the top-left corner of the box. ``image`` is (H, W, 3) uint8, or float in [0, 1]; ``output``
+    the top-left corner of the box, the rank counted among the objects drawn. ``image`` is (H, W, 3) uint8, or float in [0, 1]; ``output``
     holds the model's per-image fields (tensors or arrays) in the same pixels; ``class_names[i - 1]``
     names label i (the label number when None); ``style`` defaults to the ``VIS`` defaults. With
     ``resize_masks`` the masks may be at a smaller working resolution (the boxes still in image
@@ -92,7 +102,7 @@ def draw_overlay(
     keep = np.flatnonzero(_as_numpy(output["scores"]) >= score_thresh)
     fields = {name: _rows(output[name], keep) for name in RESULT_FIELDS}
     colours = object_colours(len(keep), style.colour_seed) * UINT8_MAX
-    ranks = fields["depth_rank"]
+    ranks = ranks_among_drawn(fields["depth_rank"])
     # Back to front: unknown ranks (0) go to the back, rank 1 is painted last.
     painting_order = np.argsort(-np.where(ranks > 0, ranks, np.iinfo(np.int64).max), kind="stable")
     hatch_lines = _diagonal_lines(height, width, style.hatch_spacing, style.hatch_width)
@@ -111,7 +121,7 @@ def draw_overlay(
     for index in painting_order:
         label = int(fields["labels"][index])
         name = class_names[label - 1] if class_names is not None else str(label)
-        rank = int(fields["depth_rank"][index])
+        rank = int(ranks[index])
         text = f"#{rank if rank > 0 else UNKNOWN_RANK_TEXT} {name} {fields['scores'][index]:.2f}"
         _draw_label(draw, font, text, fields["boxes"][index], tuple(int(c) for c in colours[index].round()), width)
     return np.array(picture)
