@@ -182,9 +182,6 @@ def test_dilated_stacks_keep_the_grid_size_and_need_one_dilation_per_convolution
     assert [layer.dilation for layer in stack if isinstance(layer, torch.nn.Conv2d)] == [(2, 2), (4, 4)]
     with pytest.raises(ValueError, match="one dilation per convolution"):
         conv_stack(6, [4, 4], dilations=[2])
-    normed, _ = conv_stack(6, [4, 4], norm_groups=2)
-    assert [type(layer).__name__ for layer in normed] == ["Conv2d", "GroupNorm", "ReLU"] * 2
-    assert normed[1].num_groups == 2
 
 
 def _layering_losses(overlap_cell_weight, **sln):

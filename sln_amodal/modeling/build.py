@@ -129,7 +129,6 @@ def build_sln_head(cfg: CfgNode, backbone: FPN) -> SLNHead:
         deconv_dim=sln.DECONV_DIM,
         sem_dist_conv_dims=sln.SEM_DIST_CONV_DIMS,
         sem_dist_conv_dilations=sln.SEM_DIST_CONV_DILATIONS,
-        norm_groups=sln.NORM_GROUPS,
         num_classes=cfg.MODEL.NUM_CLASSES,
         class_agnostic=sln.CLS_AGNOSTIC,
         num_layers=sln.NUM_LAYERS,

@@ -7,19 +7,15 @@ from torch import nn
 
 
 def conv_stack(
-    in_channels: int, conv_dims: Sequence[int], dilations: Sequence[int] = (), norm_groups: int = 0
+    in_channels: int, conv_dims: Sequence[int], dilations: Sequence[int] = ()
 ) -> tuple[nn.Sequential, int]:
     """3x3 convolutions with ReLU (dilated as ``dilations`` says, one entry per convolution; empty
-    means none; group norm with ``norm_groups`` groups before each ReLU when positive),
-    size-preserving; returns the stack and its output channels."""
+    means none), size-preserving; returns the stack and its output channels."""
     if dilations and len(dilations) != len(conv_dims):
         raise ValueError(f"need one dilation per convolution ({len(conv_dims)}), got {list(dilations)}")
     layers = []
     for out_channels, dilation in zip(conv_dims, dilations or [1] * len(conv_dims)):
-        layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation))
-        if norm_groups > 0:
-            layers.append(nn.GroupNorm(norm_groups, out_channels))
-        layers.append(nn.ReLU(inplace=True))
+        layers += [nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation), nn.ReLU(inplace=True)]
         in_channels = out_channels
     return nn.Sequential(*layers), in_channels
 

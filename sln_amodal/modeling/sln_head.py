@@ -54,7 +54,6 @@ class SLNHead(nn.Module):
         roi_context: "" or "single_layer": the instance trunk also reads, at every cell, the RoI's
             mean pooled feature over the cells the global layering calls covered once.
         sem_dist_conv_dims, sem_dist_conv_dilations: the sem-dist trunk (dilations as above).
-        norm_groups: group norm with this many groups after each trunk convolution (0: none).
         num_classes: foreground classes; S has one map per class (+ background) unless class-agnostic.
         class_agnostic: one S map per RoI.
         num_layers: K.
@@ -81,7 +80,6 @@ class SLNHead(nn.Module):
         deconv_dim: int,
         sem_dist_conv_dims: Sequence[int],
         sem_dist_conv_dilations: Sequence[int],
-        norm_groups: int,
         num_classes: int,
         class_agnostic: bool,
         num_layers: int,
@@ -113,11 +111,11 @@ class SLNHead(nn.Module):
         self.roi_context = roi_context
         context_channels = in_channels if roi_context == SINGLE_LAYER_CONTEXT else 0
         self.instance_trunk, channels = conv_stack(
-            in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations, norm_groups)
+            in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
         self.instance_classifier = nn.Conv2d(deconv_dim, layer_classes, 1)
         self.sem_dist_trunk, channels = conv_stack(
-            deconv_dim + layer_classes, sem_dist_conv_dims, sem_dist_conv_dilations, norm_groups)
+            deconv_dim + layer_classes, sem_dist_conv_dims, sem_dist_conv_dilations)
         self.sem_dist_predictor = nn.Conv2d(channels, 1 if class_agnostic else num_classes + 1, 1)
         init_trunk(self.instance_trunk, self.deconv, self.sem_dist_trunk)
         init_predictor(self.instance_classifier, self.sem_dist_predictor)
