@@ -52,7 +52,7 @@ def confusion_on_gt_boxes(model, dataset, max_images: int) -> tuple[torch.Tensor
             continue
         batch, image_sizes = model.transform([image])
         features = model.backbone(batch)
-        scale = torch.tensor(image_sizes[0], dtype=torch.float32) / torch.tensor(target["orig_size"], dtype=torch.float32)
+        scale = torch.tensor(image_sizes[0], dtype=torch.float32) / torch.tensor(target["orig_size"])
         boxes = target["boxes"] * scale[[1, 0, 1, 0]]
         _, instance_logits, sem_dist = branch.predict(features, [boxes])
         sem_dist = sem_dist[torch.arange(len(boxes)), 0 if sem_dist.shape[1] == 1 else target["labels"]]
@@ -69,11 +69,15 @@ def confusion_on_gt_boxes(model, dataset, max_images: int) -> tuple[torch.Tensor
         # The level of S in the numbering of L: round(S) = K is visible (L = 1), round(S) = 0 background.
         rounded = sem_dist.round().clamp(0, branch.num_layers).long().flatten()
         sem_dist_level = torch.where(rounded > 0, branch.num_layers + 1 - rounded, 0)
-        classifier_counts += torch.bincount(truth * num_levels + called, minlength=num_levels**2).view_as(classifier_counts)
-        sem_dist_counts += torch.bincount(truth * num_levels + sem_dist_level, minlength=num_levels**2).view_as(
-            sem_dist_counts)
+        classifier_counts += pair_counts(truth, called, num_levels)
+        sem_dist_counts += pair_counts(truth, sem_dist_level, num_levels)
         sem_dist_sums += torch.bincount(truth, weights=sem_dist.flatten().double(), minlength=num_levels)
     return classifier_counts, sem_dist_counts, sem_dist_sums
+
+
+def pair_counts(truth: torch.Tensor, called: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """(num_levels, num_levels) counts of cells [target level, predicted level]."""
+    return torch.bincount(truth * num_levels + called, minlength=num_levels**2).view(num_levels, num_levels)
 
 
 def level_names(num_levels: int) -> list[str]:

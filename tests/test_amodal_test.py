@@ -245,3 +245,22 @@ def test_evaluate_needs_exactly_one_of_model_and_results(capsys):
     errors = capsys.readouterr().err
     assert "argument --results: not allowed with argument --model" in errors
     assert "one of the arguments --model --results is required" in errors
+
+
+def test_diagnose_layering_tabulates_every_cell_of_the_ground_truth_rois(trained):
+    path, data, cfg = trained
+    sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+    try:
+        import diagnose_layering
+    finally:
+        sys.path.pop(0)
+    report = diagnose_layering.main(["--model", path, "--dataset", str(data)])
+    annotations, _ = resolve_split(str(data), "val", "AMODAL_COCO")
+    num_objects = sum(len(record.objects) for record in annotations.records)
+    resolution = cfg.MODEL.SLN.ROI_RESOLUTION
+    assert sum(report["cells"].values()) == num_objects * resolution**2
+    assert list(report["cells"]) == ["background", "visible", "hidden-1", "hidden-2"]
+    for table in ("instance_classifier", "sem_dist_level"):
+        for level, shares in report[table].items():
+            if report["cells"][level]:
+                assert sum(shares.values()) == pytest.approx(1.0, abs=2.5e-3)  # four shares rounded to 3 digits

@@ -2,11 +2,13 @@
 
 1. global layering: G predicted on an FPN level for the whole image (``global_layering.py``);
 2. instance layering: per RoI, the pooled features plus the RoI crop of the soft global layering
-   output -> convolutions -> 2x deconvolution -> L, the instance layering map (K + 1 classes);
+   output (optionally also the RoI's single-layer context) -> convolutions (optionally dilated) ->
+   2x deconvolution -> L, the instance layering map (K + 1 classes);
 3. sem-dist: those features plus the softmax of L -> convolutions -> S, regressed on the M x M grid.
 
 Training targets come from the GT masks of each positive RoI's matched object (SPEC section 2,
-``sln_amodal.layering``). At test time S is decoded into amodal and visible masks, occlusion rates
+``sln_amodal.layering``); the cells where another object overlaps the RoI's may weigh more in the
+losses (SPEC section 4). At test time S is decoded into amodal and visible masks, occlusion rates
 and depth ranks (SPEC section 3) by ``finalize`` once the boxes are in original-image pixels.
 It follows the mask-branch interface of ``roi_heads.py``.
 """
