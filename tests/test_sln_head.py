@@ -64,7 +64,8 @@ def test_global_targets_are_g_padded_and_sampled_at_cell_centres():
     first[0, :4, :4] = 1
     first[1, 2:6, 2:8] = 1
     second = torch.ones((1, 4, 4), dtype=torch.uint8)
-    targets = global_layering_targets([first, second], (8, 8), stride=2, num_layers=3)
+    maps = [global_layering_map(masks.bool(), 3) for masks in (first, second)]
+    targets = global_layering_targets(maps, (8, 8), stride=2)
     assert targets.shape == (2, 4, 4)
     expected_first = global_layering_map(first.bool(), 3)[1::2, 1::2]  # rows 1, 3, 5 then padding
     assert targets[0, :3].tolist() == expected_first.tolist()
@@ -157,7 +158,7 @@ def test_overlap_cells_are_where_two_amodal_masks_cover_the_cell_centre():
     amodal[1, 2:8, 4:8] = True
     amodal[2, 6:8, 0:2] = True  # overlaps nothing
     rois = torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 2.0, 6.0, 4.0], [-8.0, 0.0, 0.0, 8.0]])
-    cells = roi_overlap_cells(amodal, rois, resolution=8)
+    cells = roi_overlap_cells(global_layering_map(amodal, 2), rois, resolution=8)
     expected = torch.zeros((8, 8), dtype=torch.bool)
     expected[2:4, 4:6] = True
     assert torch.equal(cells[0], expected)
@@ -207,10 +208,15 @@ def _layering_losses(overlap_cell_weight, **sln):
     return branch, losses, captured
 
 
+def _global_maps(branch, captured):
+    return [global_layering_map(t["amodal_masks"].bool(), branch.num_layers) for t in captured["targets"]]
+
+
 def test_overlap_cells_weigh_more_in_the_layering_losses():
     branch, losses, captured = _layering_losses(4.0, INSTANCE_CONV_DILATIONS=(2,), SEM_DIST_CONV_DILATIONS=(2,),
                                                 INSTANCE_ROI_CONTEXT="single_layer", DIST_SATURATION=1.0)
-    layers, sem_dist_targets, overlap = branch.roi_targets(captured["rois"], captured["targets"])
+    layers, sem_dist_targets, overlap = branch.roi_targets(
+        captured["rois"], captured["targets"], _global_maps(branch, captured))
     decided = overlap & (layers > 0)
     assert decided.any() and (~decided).any()
     weights = 1.0 + 3.0 * decided.float()
@@ -227,7 +233,7 @@ def test_overlap_cells_weigh_more_in_the_layering_losses():
 
 def test_unit_overlap_weight_is_the_plain_mean():
     branch, losses, captured = _layering_losses(1.0)
-    layers, _, _ = branch.roi_targets(captured["rois"], captured["targets"])
+    layers, _, _ = branch.roi_targets(captured["rois"], captured["targets"], _global_maps(branch, captured))
     plain = torch.nn.functional.cross_entropy(captured["instance_logits"], layers)
     assert losses["loss_instance_layering"].item() == pytest.approx(plain.item(), rel=1e-5)
 

@@ -174,17 +174,17 @@ def roi_grid_pixels(
     return ys.clamp(0, height - 1), xs.clamp(0, width - 1), inside
 
 
-def roi_overlap_cells(amodal: torch.Tensor, rois: torch.Tensor, resolution: int) -> torch.Tensor:
-    """(R, M, M) bool: the RoI grid cells whose centre pixel lies in at least two amodal masks of
-    (N, H, W) bool, i.e. where G >= 2 (cells outside the image are never overlapped).
+def roi_overlap_cells(global_map: torch.Tensor, rois: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(R, M, M) bool: the RoI grid cells whose centre pixel lies in at least two amodal masks, read
+    from the image's G (H, W) (``global_layering_map``; its clamp to K >= 2 keeps G >= 2 exact).
+    Cells outside the image are never overlapped.
 
     Inside its object's amodal mask such a cell is where the layering is decided: visible if the
     object is in front there, hidden if another object is.
     """
-    height, width = amodal.shape[-2:]
+    height, width = global_map.shape
     rows, columns, inside = roi_grid_pixels(rois, resolution, height, width)
-    coverage = count_true(amodal, dim=0)  # (H, W)
-    return (coverage[rows[:, :, None], columns[:, None, :]] >= 2) & inside
+    return (global_map[rows[:, :, None], columns[:, None, :]] >= 2) & inside
 
 
 def roi_layering_targets(

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layering import global_layering_map
 from .layers import conv_stack, init_predictor, init_trunk
 
 
@@ -39,19 +38,18 @@ class GlobalLayeringModule(nn.Module):
         return self.classifier(self.convs(features[self.feature_name]))
 
 
-def global_layering_targets(
-    amodal_masks: list[Tensor], batch_size_hw: tuple[int, int], stride: int, num_layers: int
-) -> Tensor:
+def global_layering_targets(global_maps: list[Tensor], batch_size_hw: tuple[int, int], stride: int) -> Tensor:
     """G of each image, zero-padded to the batch and sampled at the centres of the stride-s cells.
 
-    amodal_masks: per image (N_i, H_i, W_i) masks in network-input pixels (training images are not
-    resized by the model, so the masks already match the batch). Returns (B, H/s, W/s) int64.
+    global_maps: per image its G (H_i, W_i) int64 (``global_layering_map`` of its amodal masks) in
+    network-input pixels (training images are not resized by the model, so the masks already match
+    the batch). Returns (B, H/s, W/s) int64.
     """
     height, width = batch_size_hw
-    device = amodal_masks[0].device
-    maps = torch.zeros((len(amodal_masks), height, width), dtype=torch.long, device=device)
-    for slot, masks in zip(maps, amodal_masks):
-        slot[: masks.shape[-2], : masks.shape[-1]] = global_layering_map(masks.bool(), num_layers)
+    device = global_maps[0].device
+    maps = torch.zeros((len(global_maps), height, width), dtype=torch.long, device=device)
+    for slot, global_map in zip(maps, global_maps):
+        slot[: global_map.shape[-2], : global_map.shape[-1]] = global_map
     return maps[:, stride // 2 :: stride, stride // 2 :: stride]
 
 

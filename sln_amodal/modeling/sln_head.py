@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layering import decode_detections, resolve_depth_order, roi_layering_targets, roi_overlap_cells
+from ..layering import (
+    decode_detections,
+    global_layering_map,
+    resolve_depth_order,
+    roi_layering_targets,
+    roi_overlap_cells,
+)
 from .global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
 from .layers import conv_stack, init_predictor, init_trunk
 from .mask_head import UPSAMPLE_FACTOR, select_class_maps
@@ -157,10 +163,10 @@ class SLNHead(nn.Module):
         self, global_logits: Tensor, instance_logits: Tensor, sem_dist: Tensor, rois: RoIBatch, targets: list[dict]
     ) -> dict[str, Tensor]:
         batch_hw = (global_logits.shape[-2] * self.global_stride, global_logits.shape[-1] * self.global_stride)
-        global_targets = global_layering_targets(
-            [t["amodal_masks"] for t in targets], batch_hw, self.global_stride, self.num_layers
-        )
-        layer_targets, sem_dist_targets, overlap = self.roi_targets(rois, targets)
+        # G of each image, computed once: the global module's target and where RoI cells overlap.
+        global_maps = [global_layering_map(t["amodal_masks"].bool(), self.num_layers) for t in targets]
+        global_targets = global_layering_targets(global_maps, batch_hw, self.global_stride)
+        layer_targets, sem_dist_targets, overlap = self.roi_targets(rois, targets, global_maps)
         weight_global, weight_instance, weight_sem_dist = self.loss_weights
         losses = {"loss_global_layering": weight_global * global_layering_loss(global_logits, global_targets)}
         if len(layer_targets) == 0:
@@ -176,11 +182,13 @@ class SLNHead(nn.Module):
         losses["loss_sem_dist"] = weight_sem_dist * (sem_dist_loss * cell_weights).sum()
         return losses
 
-    def roi_targets(self, rois: RoIBatch, targets: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
-        """L (R, M, M) int64, S (R, M, M) float and the overlapped cells (R, M, M) bool (``G >= 2``)
-        for the positive RoIs of all images, in order."""
+    def roi_targets(
+        self, rois: RoIBatch, targets: list[dict], global_maps: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """L (R, M, M) int64, S (R, M, M) float and the overlapped cells (R, M, M) bool (``G >= 2``,
+        from each image's G in ``global_maps``) for the positive RoIs of all images, in order."""
         layer_maps, sem_dists, overlaps = [], [], []
-        for boxes, matched, target in zip(rois.boxes, rois.matched_gt, targets):
+        for boxes, matched, target, global_map in zip(rois.boxes, rois.matched_gt, targets, global_maps):
             amodal, visible = target["amodal_masks"].bool(), target["visible_masks"].bool()
             in_front = resolve_depth_order(amodal, visible, target["depth_rank"], target["depth_constraints"])
             layer_map, sem_dist = roi_layering_targets(
@@ -189,7 +197,7 @@ class SLNHead(nn.Module):
             )
             layer_maps.append(layer_map)
             sem_dists.append(sem_dist)
-            overlaps.append(roi_overlap_cells(amodal, boxes.detach(), self.resolution))
+            overlaps.append(roi_overlap_cells(global_map, boxes.detach(), self.resolution))
         return torch.cat(layer_maps), torch.cat(sem_dists), torch.cat(overlaps)
 
     def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
