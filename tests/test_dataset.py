@@ -14,7 +14,7 @@ from sln_amodal.data.loader import (
 )
 from sln_amodal.data.records import AnnotationError, AnnotationSet, ImageRecord, ObjectAnnotation
 from sln_amodal.data.synthetic import SceneParams, write_synthetic_dataset
-from sln_amodal.data.transforms import RandomHorizontalFlip, resized_size
+from sln_amodal.data.transforms import RandomHorizontalFlip, resize_masks_nearest, resized_size
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox
 
 CATEGORIES = [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}]  # non-contiguous ids on purpose
@@ -130,6 +130,37 @@ def test_train_resize_moves_image_masks_and_boxes(tmp_path):
     for box, mask in zip(target["boxes"], target["amodal_masks"]):
         x, y, w, h = mask_to_bbox(mask.numpy())
         assert torch.allclose(box, torch.tensor([x, y, x + w, y + h]), atol=1.0)  # nearest-neighbour rounding
+
+
+def test_mask_resize_equals_nearest_interpolation_in_either_layout():
+    generator = torch.Generator().manual_seed(0)
+    for height, width in [(48, 64), (480, 640), (37, 91)]:
+        masks = (torch.rand(3, height, width, generator=generator) > 0.5).to(torch.uint8)
+        column_major = masks.transpose(1, 2).contiguous().transpose(1, 2)  # the layout decode_rles gives
+        for size in [(800, 1066), (20, 30), (97, 45), (height, width)]:
+            expected = torch.nn.functional.interpolate(masks[:, None], size=size, mode="nearest")[:, 0]
+            for layout in (masks, column_major):
+                resized = resize_masks_nearest(layout, size)
+                assert torch.equal(resized, expected) and resized.is_contiguous()
+
+
+def test_train_image_is_resized_as_stored_then_made_float(tmp_path):
+    """8-bit images are resized as uint8 (within one grey level of the float resize), then scaled to [0, 1]; the
+    masks come out C-contiguous whatever the transforms."""
+    height, width = 30, 40
+    pixels = _rgb(height, width)
+    _save(tmp_path, "a.png", pixels)
+    record = ImageRecord("a.png", height, width, 1, objects=_two_overlapping_objects(height, width))
+    dataset = _train_dataset(AnnotationSet(CATEGORIES, [record]), str(tmp_path),
+                             min_sizes=(50,), max_size=100, hflip_prob=0.0)
+    image, target = dataset[0]
+    stored = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    expected = torch.nn.functional.interpolate(stored, size=(50, 66), mode="bilinear", align_corners=False)[0]
+    assert image.dtype == torch.float32 and torch.equal(image, expected.float() / 255)
+    from_floats = torch.nn.functional.interpolate(stored.float() / 255, size=(50, 66), mode="bilinear")[0]
+    assert (image - from_floats).abs().max() <= 1 / 255 + 1e-6  # fixed-point weights
+    eval_target = AmodalDataset(AnnotationSet(CATEGORIES, [record]), str(tmp_path), train=False)[0][1]
+    assert all(t[f].is_contiguous() for t in (target, eval_target) for f in ("amodal_masks", "visible_masks"))
 
 
 def test_flip_keeps_masks_and_boxes_consistent(synthetic):

@@ -25,6 +25,7 @@ UNKNOWN_DEPTH_RANK = 0  # target depth_rank of objects whose annotation gives no
 # Target field listing the unreadable images an item passed over (their paths), so the process that
 # consumes the batches can report them even when loader workers did the reading.
 SKIPPED_IMAGES_FIELD = "skipped_images"
+UINT8_MAX = np.iinfo(np.uint8).max
 UINT16_MAX = np.iinfo(np.uint16).max  # full scale of 16-bit greyscale images (PIL modes "I;16", "I")
 PIL_NATIVE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
@@ -34,15 +35,20 @@ class UnreadableImageError(Exception):
 
 
 def read_image(path: str) -> np.ndarray:
-    """Any PIL-readable image as H x W x 3 float32 RGB in [0, 1].
+    """Any PIL-readable image as H x W x 3 float32 RGB in [0, 1] (see ``read_image_pixels``)."""
+    return pixels_as_unit_float(read_image_pixels(path))
 
-    Greyscale becomes three equal channels; an alpha channel is dropped; 16-bit greyscale is
-    scaled by its full range.
+
+def read_image_pixels(path: str) -> np.ndarray:
+    """Any PIL-readable image as H x W x 3 RGB: uint8 for 8-bit formats (as stored, 4 times smaller
+    than floats, so that resizing is cheap), float32 in [0, 1] for 16-bit greyscale (scaled by its
+    full range) and float images (clipped). Greyscale becomes three equal channels; an alpha
+    channel is dropped.
     """
     try:
         with Image.open(path) as img:
             if img.mode in PIL_NATIVE_MODES:
-                array = np.asarray(img.convert("RGB"), dtype=np.float32) / np.iinfo(np.uint8).max
+                array = np.array(img.convert("RGB"))  # writable, for torch.from_numpy
             elif img.mode.startswith("I"):
                 array = np.asarray(img, dtype=np.float32) / UINT16_MAX
             elif img.mode == "F":
@@ -51,8 +57,16 @@ def read_image(path: str) -> np.ndarray:
                 raise UnreadableImageError(f"{path}: unsupported pixel format {img.mode!r}")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise UnreadableImageError(f"{path}: {err}") from err
-    array = np.clip(array, 0.0, 1.0)
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0.0, 1.0)
     return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+
+
+def pixels_as_unit_float(pixels):
+    """uint8 pixels (numpy or torch) as float32 in [0, 1]; float pixels as they are."""
+    if pixels.dtype in (np.uint8, torch.uint8):
+        return pixels.astype(np.float32) / UINT8_MAX if isinstance(pixels, np.ndarray) else pixels.float() / UINT8_MAX
+    return pixels
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -111,7 +125,10 @@ class AmodalDataset(torch.utils.data.Dataset):
         record = self.records[index]
         image = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         target = {**image_target(record, self.label_of), SKIPPED_IMAGES_FIELD: skipped}
-        return self.transforms(image, target, item_rng(self.seed, epoch, index))
+        # Transforms see the pixels as stored: resizing 8-bit images is several times cheaper than floats.
+        image, target = self.transforms(image, target, item_rng(self.seed, epoch, index))
+        masks = {field: target[field].contiguous() for field in ("amodal_masks", "visible_masks")}
+        return pixels_as_unit_float(image), {**target, **masks}
 
     def _path(self, record: ImageRecord) -> str:
         return os.path.join(self.image_root, record.file_name)
@@ -128,7 +145,7 @@ class AmodalDataset(torch.utils.data.Dataset):
                 skipped.append(path)
                 continue
             try:
-                image = read_image(path)
+                image = read_image_pixels(path)
                 if image.shape[:2] != (record.height, record.width):
                     raise UnreadableImageError(
                         f"{path}: image is {image.shape[1]}x{image.shape[0]}, the annotation says "
@@ -175,7 +192,8 @@ def image_target(record: ImageRecord, label_of: dict[int, int]) -> dict:
 
 
 def _mask_tensor(rles: list[dict], height: int, width: int) -> torch.Tensor:
-    return torch.from_numpy(decode_rles(rles, height, width).astype(np.uint8))
+    """(N, H, W) uint8 in the column-major layout of ``decode_rles`` (``__getitem__`` makes it contiguous)."""
+    return torch.from_numpy(decode_rles(rles, height, width))
 
 
 def build_dataset(cfg, annotations: AnnotationSet, image_root: str, train: bool) -> AmodalDataset:

@@ -27,11 +27,34 @@ def resized_size(height: int, width: int, short_size: int, max_size: int) -> tup
     return math.floor(height * scale), math.floor(width * scale)
 
 
+def resize_masks_nearest(masks: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(N, h, w) masks at (H, W) by nearest neighbour: exactly ``F.interpolate(mode="nearest")``,
+    C-contiguous, and about twice as fast on uint8 masks in column-major storage (the layout of
+    ``structures.masks.decode_rles``).
+
+    Whole columns are picked first (contiguous copies in that storage), then rows.
+    """
+    height, width = int(size[0]), int(size[1])
+    rows = _nearest_source_indices(masks.shape[-2], height, masks.device)
+    columns = _nearest_source_indices(masks.shape[-1], width, masks.device)
+    by_columns = masks.transpose(1, 2).index_select(1, columns)  # (N, W, h)
+    return by_columns.transpose(1, 2).index_select(1, rows).contiguous()  # (N, H, W)
+
+
+def _nearest_source_indices(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+    """The source index of each output index, computed as torch's nearest kernel does (float32)."""
+    scale = torch.tensor(in_size / out_size, dtype=torch.float32)
+    source = (torch.arange(out_size, dtype=torch.float32) * scale).floor().long()
+    return source.clamp(max=in_size - 1).to(device)
+
+
 class ResizeShortestEdge:
     """Short side to a size drawn from ``min_sizes``, long side capped at ``max_size``.
 
-    The image is resized bilinearly and the masks by nearest neighbour to the same size; boxes are
-    scaled by the per-axis size ratios (as torchvision's ``resize_boxes``).
+    The image is resized bilinearly (uint8 images stay uint8: torch's fixed-point
+    kernel, within one grey level of the float resize) and the
+    masks by nearest neighbour to the same size; boxes are scaled by the per-axis size ratios (as
+    torchvision's ``resize_boxes``).
     """
 
     def __init__(self, min_sizes: Sequence[int], max_size: int):
@@ -45,12 +68,10 @@ class ResizeShortestEdge:
         height, width = image.shape[-2:]
         new_size = resized_size(height, width, short_size, self.max_size)
         image = F.interpolate(image[None], size=new_size, mode="bilinear", align_corners=False)[0]
-        count = len(target["amodal_masks"])
-        masks = torch.cat([target["amodal_masks"], target["visible_masks"]])  # (2N, H, W)
-        masks = F.interpolate(masks[:, None], size=new_size, mode="nearest")[:, 0]
         ratio_y, ratio_x = new_size[0] / height, new_size[1] / width
         scale = torch.tensor([ratio_x, ratio_y, ratio_x, ratio_y], dtype=target["boxes"].dtype)
-        target = {**target, "amodal_masks": masks[:count], "visible_masks": masks[count:],
+        target = {**target, "amodal_masks": resize_masks_nearest(target["amodal_masks"], new_size),
+                  "visible_masks": resize_masks_nearest(target["visible_masks"], new_size),
                   "boxes": target["boxes"] * scale}
         return image, target
 

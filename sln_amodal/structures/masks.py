@@ -65,10 +65,16 @@ def decode_rle(rle: dict) -> np.ndarray:
 
 
 def decode_rles(rles: Sequence[dict], height: int, width: int) -> np.ndarray:
-    """List of RLEs -> N x H x W bool array (an empty list gives 0 x H x W)."""
+    """List of RLEs -> N x H x W uint8 array of 0/1 (an empty list gives 0 x H x W).
+
+    The array is a view of column-major storage, the order RLEs run in: each mask's columns are
+    contiguous (``arr.transpose(0, 2, 1)`` is C-contiguous). Decoding straight into it saves a
+    transposing copy; ``np.ascontiguousarray`` makes one when C order is needed.
+    """
     if not rles:
-        return np.zeros((0, height, width), dtype=bool)
-    return np.stack([decode_rle(r) for r in rles])
+        return np.zeros((0, height, width), dtype=np.uint8)
+    compressed = [mask_utils.frPyObjects(r, *r["size"]) if isinstance(r.get("counts"), list) else r for r in rles]
+    return mask_utils.decode(compressed).transpose(2, 0, 1)  # (H, W, N) Fortran order -> (N, H, W)
 
 
 def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
