@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 
+import torch
 from torch import nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -146,7 +147,8 @@ def write_model_results(model: nn.Module, cfg: CfgNode, categories: list[dict], 
         logging.warning("the model's category ids %s differ from the dataset's %s; detections of categories the "
                         "dataset lacks are dropped when scoring", model_ids, dataset_ids)
     dataset = build_dataset(cfg, annotations, image_root, train=False)
-    loader = build_eval_loader(dataset, cfg.DATALOADER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS)
+    loader = build_eval_loader(dataset, cfg.DATALOADER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS,
+                               pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda")
     results, inferred = run_inference(model, loader, cfg.MODEL.DEVICE, model_ids)
     path = os.path.join(out, RESULTS_FILE)
     atomic_write_text(json.dumps(results), path)

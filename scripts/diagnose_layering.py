@@ -86,7 +86,7 @@ def level_names(num_levels: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    model, cfg, _ = load_trained_model(args.model)
+    model, cfg, _ = load_trained_model(args.model, device="cpu")  # the dataset items are on the CPU
     if not hasattr(model.roi_heads.mask_branch, "num_layers"):
         sys.exit(f"error: {args.model}: the model's mask branch is not an SLN branch (no layer levels)")
     data = cfg.DATASETS

@@ -90,8 +90,9 @@ class TrainLoader:
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, num_workers: int, seed: int, rank: int = 0,
-                 world_size: int = 1, start_iter: int = 0):
+                 world_size: int = 1, start_iter: int = 0, pin_memory: bool = False):
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
+        self.pin_memory = pin_memory
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.iteration = start_iter
 
@@ -100,7 +101,7 @@ class TrainLoader:
                                   start=self.iteration * self.batch_size)
         loader = DataLoader(
             self.dataset, batch_sampler=BatchSampler(sampler, self.batch_size, drop_last=True),
-            num_workers=self.num_workers, collate_fn=collate_images_targets,
+            num_workers=self.num_workers, collate_fn=collate_images_targets, pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(self.seed),  # seeds the workers' torch generators
         )
         for batch in loader:
@@ -121,14 +122,15 @@ class TrainLoader:
 
 
 def build_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int, rank: int = 0,
-                       world_size: int = 1, start_iter: int = 0) -> TrainLoader:
-    """``batch_size`` is per rank (per GPU)."""
-    return TrainLoader(dataset, batch_size, num_workers, seed, rank, world_size, start_iter)
+                       world_size: int = 1, start_iter: int = 0, pin_memory: bool = False) -> TrainLoader:
+    """``batch_size`` is per rank (per GPU); ``pin_memory`` (for a CUDA device) makes the trainer's
+    ``non_blocking`` copies asynchronous."""
+    return TrainLoader(dataset, batch_size, num_workers, seed, rank, world_size, start_iter, pin_memory)
 
 
 def build_eval_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0,
-                      world_size: int = 1) -> DataLoader:
+                      world_size: int = 1, pin_memory: bool = False) -> DataLoader:
     return DataLoader(
         dataset, batch_size=batch_size, sampler=InferenceSampler(len(dataset), rank, world_size),
-        num_workers=num_workers, collate_fn=collate_images_targets,
+        num_workers=num_workers, collate_fn=collate_images_targets, pin_memory=pin_memory,
     )

@@ -25,12 +25,14 @@ def pairwise_overlap_sums(weights: torch.Tensor, supports: torch.Tensor) -> torc
     sums = torch.zeros((num_objects, num_objects), dtype=torch.long, device=supports.device)
     if weights.numel() == 0:
         return sums
-    largest_weight = max(int(weights.max()), 1)
+    largest_weight = 1 if weights.dtype == torch.bool else max(int(weights.max()), 1)
     chunk_pixels = min(MATMUL_CHUNK_PIXELS, FLOAT32_EXACT_INT_LIMIT // largest_weight)
-    for start in range(0, num_pixels, chunk_pixels):
-        chunk_weights = as_float(weights[:, start : start + chunk_pixels])
-        chunk_supports = as_float(supports[:, start : start + chunk_pixels])
-        sums += (chunk_weights @ chunk_supports.T).long()
+    # float32 even under autocast: a float16 or bfloat16 matmul would round (or overflow) the counts
+    with torch.autocast(supports.device.type, enabled=False):
+        for start in range(0, num_pixels, chunk_pixels):
+            chunk_weights = as_float(weights[:, start : start + chunk_pixels])
+            chunk_supports = as_float(supports[:, start : start + chunk_pixels])
+            sums += (chunk_weights @ chunk_supports.T).long()
     return sums
 
 

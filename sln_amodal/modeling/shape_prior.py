@@ -98,11 +98,12 @@ def kmeans(points: Tensor, num_clusters: int, iterations: int, generator: torch.
     """
     if len(points) <= num_clusters:
         return points.clone()
-    centres = points[torch.randint(len(points), (1,), generator=generator, device=points.device)]
+    # the draws come from ``generator`` on its own device (the CPU), then move to the points'
+    centres = points[torch.randint(len(points), (1,), generator=generator, device=generator.device).to(points.device)]
     closest = torch.cdist(points, centres).square()[:, 0]
     for _ in range(1, num_clusters):
-        pick = torch.multinomial(closest / closest.sum() if closest.sum() > 0 else torch.ones_like(closest), 1,
-                                 generator=generator)
+        weights = closest / closest.sum() if closest.sum() > 0 else torch.ones_like(closest)
+        pick = torch.multinomial(weights.to(generator.device), 1, generator=generator).to(points.device)
         centres = torch.cat([centres, points[pick]])
         closest = torch.minimum(closest, (points - points[pick]).square().sum(dim=1))
     for _ in range(iterations):
