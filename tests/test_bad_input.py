@@ -470,6 +470,8 @@ def test_unwritable_or_file_outputs_fail_before_any_work(tmp_path):
     ("MODEL.SLN.NUM_LAYERS", "0", "MODEL.SLN.NUM_LAYERS 0 is not allowed: expected at least 1"),
     ("MODEL.DEVICE", "tpu", "MODEL.DEVICE 'tpu' is not allowed: expected cpu, cuda or cuda:N"),
     ("VIS.MAX_WORKING_MEGAPIXELS", "0.0", "VIS.MAX_WORKING_MEGAPIXELS 0.0 is not allowed: expected a positive number"),
+    ("SOLVER.OPTIMIZER", "Adam", "SOLVER.OPTIMIZER 'Adam' is not allowed: expected one of ['SGD', 'AdamW']"),
+    ("SOLVER.ADAM_BETAS", "[0.9, 1.0]", "SOLVER.ADAM_BETAS [0.9, 1.0] is not allowed: expected two numbers in [0, 1)"),
 ])
 def test_invalid_config_values_are_an_error_line(tmp_path, key, value, expected):
     message = exit_message(amodal_train.main, ["train", "--dataset", str(tmp_path), "--model", "none",

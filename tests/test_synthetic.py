@@ -193,6 +193,16 @@ def test_easy_preset_draws_flat_convex_shapes_that_still_overlap():
     assert (rates > 0).mean() >= 0.3 and rates.mean() >= 0.15  # what the quickstart promises
 
 
+def test_dark_backgrounds_and_bright_fills_keep_their_channel_ranges():
+    params = _params(backgrounds=("dark",), textures=("bright",))
+    for index in range(10):
+        image, objects = generate_scene(scene_rng(0, "train", index), params)
+        covered = np.any([obj.amodal for obj in objects], axis=0)
+        assert np.median(image[~covered], axis=0).max() <= 0.25 * 255 + 1
+        for obj in objects:
+            assert np.median(image[obj.visible], axis=0).min() >= 0.4 * 255 - 1  # the median is free of the grain
+
+
 def test_scene_params_reject_unknown_fills_and_shapes():
     with pytest.raises(ValueError, match="shapes"):
         _params(shapes=("ellipse", "hexagon"))

@@ -153,6 +153,8 @@ def test_resume_follows_the_new_schedule_and_refuses_a_new_seed(dataset_dir, tmp
 
     with pytest.raises(CheckpointError, match="SOLVER.SEED 1 differs from the checkpoint's 0"):
         train(tiny_config("SOLVER.MAX_ITER", "3", "SOLVER.SEED", "1"), dataset_dir, "last", str(logs))
+    with pytest.raises(CheckpointError, match="SOLVER.OPTIMIZER AdamW differs from the checkpoint's SGD"):
+        train(tiny_config("SOLVER.MAX_ITER", "3", "SOLVER.OPTIMIZER", "AdamW"), dataset_dir, "last", str(logs))
     assert (logs / "config.yaml").read_text() == first_config  # a refused resume records nothing
 
     # Warm-up ends at iteration 2, where the new schedule decays by the new GAMMA; the checkpoint's
@@ -170,6 +172,21 @@ def test_resume_follows_the_new_schedule_and_refuses_a_new_seed(dataset_dir, tmp
                                                        "steps": (2,), "gamma": 0.5}
     recorded = load_config(str(logs / "config.yaml")).SOLVER
     assert (list(recorded.STEPS), recorded.GAMMA, recorded.WARMUP_FACTOR, recorded.SEED) == ([2], 0.5, 0.5, 0)
+
+
+def test_adamw_resume_equals_straight_run_and_takes_new_betas(dataset_dir, tmp_path):
+    adamw = ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.001"]
+    straight = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "2"), dataset_dir, "none", str(tmp_path / "straight"))
+    first = tmp_path / "resumed"
+    train(tiny_config(*adamw, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(first))
+    resumed = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "2"), dataset_dir, "last", str(first))
+    expected, actual = read_checkpoint(straight.checkpoint), read_checkpoint(resumed.checkpoint)
+    assert_same_tensors(actual["model"], expected["model"])
+    assert_same_optimizer_state(actual["optimizer"]["state"], expected["optimizer"]["state"])
+    assert "exp_avg_sq" in actual["optimizer"]["state"][0]  # AdamW's state, not SGD's momentum
+    again = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "3", "SOLVER.ADAM_BETAS", "[0.8, 0.9]"), dataset_dir, "last",
+                  str(first))
+    assert read_checkpoint(again.checkpoint)["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.9)
 
 
 def test_tensorboard_scalars_and_pictures(straight_run):

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..engine.optimizer import OPTIMIZERS
 from ..modeling.backbone.resnet import RESNET_SPECS
 from .config import CfgNode, ConfigError
 
@@ -34,6 +35,10 @@ def check_config(cfg: CfgNode, training: bool) -> None:
     for key in ("SOLVER.MOMENTUM", "SOLVER.WEIGHT_DECAY", "SOLVER.CLIP_GRAD_NORM", "SOLVER.WARMUP_ITERS",
                 "SOLVER.VIS_PERIOD", "SOLVER.REFERENCE_BATCH_SIZE"):
         _at_least(cfg, key, 0)
+    if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
+        _fail("SOLVER.OPTIMIZER", cfg.SOLVER.OPTIMIZER, f"one of {list(OPTIMIZERS)}")
+    if not all(0 <= beta < 1 for beta in cfg.SOLVER.ADAM_BETAS) or len(cfg.SOLVER.ADAM_BETAS) != 2:
+        _fail("SOLVER.ADAM_BETAS", list(cfg.SOLVER.ADAM_BETAS), "two numbers in [0, 1)")
     if not cfg.SOLVER.GAMMA > 0:
         _fail("SOLVER.GAMMA", cfg.SOLVER.GAMMA, "a positive number")
     if not 0 < cfg.SOLVER.WARMUP_FACTOR <= 1:

@@ -56,8 +56,9 @@ _C.SYNTHETIC.MIN_VISIBLE_AREA = 16
 # The classes (category id = position + 1) among ellipse, rectangle, triangle, star, ring, cross.
 _C.SYNTHETIC.SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")
 # What each image's background and each object's fill is drawn from (one picked at random):
-# backgrounds among flat, gradient, smooth_noise, photo, texture; fills among flat, stripes,
-# checker, texture. The difficulty presets (yaml/synthetic_{easy,hard}.yaml) set these together.
+# backgrounds among flat, dark (flat, every channel <= 0.25), gradient, smooth_noise, photo, texture;
+# fills among flat, bright (flat, every channel >= 0.4), stripes, checker, texture. The difficulty
+# presets (yaml/synthetic_{easy,hard}.yaml) set these together.
 _C.SYNTHETIC.BACKGROUNDS = ("gradient", "smooth_noise", "photo", "texture")
 _C.SYNTHETIC.TEXTURES = ("flat", "stripes", "checker", "texture")
 
@@ -255,7 +256,10 @@ _C.SOLVER = CfgNode()
 # (2017) that torchvision's references follow. REFERENCE_BATCH_SIZE 0 uses BASE_LR as it is.
 _C.SOLVER.BASE_LR = 0.02
 _C.SOLVER.REFERENCE_BATCH_SIZE = 16  # the recipe's 8 GPUs x 2 images
+# SGD (with MOMENTUM) is the Mask R-CNN recipe; AdamW (with ADAM_BETAS) converges faster from scratch.
+_C.SOLVER.OPTIMIZER = "SGD"
 _C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.ADAM_BETAS = (0.9, 0.999)
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.MAX_ITER = 90000
 # The learning rate is multiplied by GAMMA at each of these iterations.

@@ -40,6 +40,8 @@ STRIPE_DUTY_CYCLE = 0.5  # fraction of a period in the first colour
 CHECKER_CELL_RANGE = (3.0, 12.0)  # pixels
 SMOOTH_NOISE_GRID_RANGE = (2, 8)  # control points per side of a smooth colour field
 FLAT_TEXTURE_NOISE_STD = 0.04  # grain on single-colour fills
+DARK_CHANNEL_MAX = 0.25  # "dark" backgrounds: a flat colour with every channel at most this
+BRIGHT_CHANNEL_MIN = 0.4  # "bright" fills: a flat colour with every channel at least this
 SENSOR_NOISE_STD = 0.01  # on the final image
 PNG_COMPRESS_LEVEL = 1  # fastest zlib level: the noisy images barely compress better at higher ones
 # scikit-image's bundled sample images (no download needed): grey textures are tinted, photos are
@@ -272,9 +274,18 @@ def _pick(rng: np.random.Generator, makers: dict, chosen: tuple[str, ...]):
     return makers[chosen[rng.integers(len(chosen))]]
 
 
-def _flat_colour(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _flat_colour(rng: np.random.Generator, height: int, width: int, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """One colour with every channel in [low, high), plus grain."""
     grain = FLAT_TEXTURE_NOISE_STD * rng.standard_normal((height, width, 3), dtype=np.float32)
-    return _colours(rng, 1)[0] + grain
+    return low + (high - low) * _colours(rng, 1)[0] + grain
+
+
+def _dark_flat_colour(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    return _flat_colour(rng, height, width, high=DARK_CHANNEL_MAX)
+
+
+def _bright_flat_colour(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    return _flat_colour(rng, height, width, low=BRIGHT_CHANNEL_MIN)
 
 
 def _stripes(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -346,9 +357,10 @@ def _sample_crop(rng: np.random.Generator, name: str, height: int, width: int) -
     return source[rows[:, None], cols[None, :]]
 
 
-BACKGROUNDS = {"flat": _flat_colour, "gradient": _gradient, "smooth_noise": _smooth_noise, "photo": _photo,
-               "texture": _tinted_texture}
-TEXTURES = {"flat": _flat_colour, "stripes": _stripes, "checker": _checker, "texture": _tinted_texture}
+BACKGROUNDS = {"flat": _flat_colour, "dark": _dark_flat_colour, "gradient": _gradient, "smooth_noise": _smooth_noise,
+               "photo": _photo, "texture": _tinted_texture}
+TEXTURES = {"flat": _flat_colour, "bright": _bright_flat_colour, "stripes": _stripes, "checker": _checker,
+            "texture": _tinted_texture}
 
 
 @functools.lru_cache(maxsize=None)

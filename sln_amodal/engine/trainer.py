@@ -49,6 +49,7 @@ from .checkpoint import (
     seed_all_rng,
 )
 from .events import TrainingEvents, matched_sem_dist_maps
+from .optimizer import build_optimizer, optimizer_hyperparameters
 from .schedule import WarmupStepSchedule
 from .visualize import draw_overlay, overlay_style, sem_dist_picture
 
@@ -138,7 +139,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.loader = build_train_loader(
             build_dataset(cfg, annotations, image_root, train=True), cfg.DATALOADER.IMS_PER_BATCH,
-            cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.SEED, self.rank, self.world_size)
+            cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.SEED, self.rank, self.world_size,
+            pin_memory=self.device.type == "cuda")
         self.network = DistributedDataParallel(
             self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
         ) if self.world_size > 1 else self.model
@@ -164,7 +166,7 @@ class Trainer:
     def resume(self, path: str) -> int:
         """Restore the whole training state saved in ``path``; returns the iteration to continue from."""
         checkpoint = read_checkpoint(path, self.trust)
-        self.refuse_changed_seed(path, checkpoint["config"])
+        self.refuse_changed_solver_values(path, checkpoint["config"])
         if checkpoint["categories"] != self.categories:
             raise CheckpointError(f"{path}: categories differ from the training set's; resume on the dataset "
                                   f"the run was started on, or fine-tune with --model {path}")
@@ -198,7 +200,7 @@ class Trainer:
         solver = self.cfg.SOLVER
         groups = self.optimizer.param_groups
         for group in groups:
-            group.update(initial_lr=self.learning_rate, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY)
+            group.update(initial_lr=self.learning_rate, **optimizer_hyperparameters(solver))
         self.schedule = WarmupStepSchedule(solver.WARMUP_ITERS, solver.WARMUP_FACTOR, solver.STEPS, solver.GAMMA)
         self.scheduler.base_lrs = [self.learning_rate] * len(groups)
         self.scheduler.lr_lambdas = [self.schedule] * len(groups)
@@ -207,15 +209,22 @@ class Trainer:
             group["lr"] = self.learning_rate * factor  # LambdaLR.step's own expression
         self.scheduler._last_lr = [group["lr"] for group in groups]
 
-    def refuse_changed_seed(self, path: str, saved_config: str) -> None:
-        """An exact resume restores the checkpoint's random state, so a new SOLVER.SEED could not
-        take effect; refused rather than recorded in config.yaml and ignored."""
+    def refuse_changed_solver_values(self, path: str, saved_config: str) -> None:
+        """An exact resume restores the checkpoint's random state and optimizer state, so a new
+        SOLVER.SEED could not take effect and another SOLVER.OPTIMIZER could not use the saved state;
+        refused rather than recorded in config.yaml and ignored."""
         saved = _saved_solver_values(saved_config)
-        if "SEED" in saved and saved["SEED"] != self.cfg.SOLVER.SEED:
-            raise CheckpointError(
-                f"{path}: SOLVER.SEED {self.cfg.SOLVER.SEED} differs from the checkpoint's {saved['SEED']}; a resume "
-                f"continues the checkpoint's random state, so the seed cannot change: resume with SOLVER.SEED "
-                f"{saved['SEED']}, or start a new run in another --logs folder")
+        reasons = {"SEED": "continues the checkpoint's random state", "OPTIMIZER": "continues the checkpoint's "
+                   "optimizer state"}
+        # a checkpoint from before SOLVER.OPTIMIZER existed ran SGD
+        saved.setdefault("OPTIMIZER", "SGD")
+        for key, reason in reasons.items():
+            current = getattr(self.cfg.SOLVER, key)
+            if key in saved and saved[key] != current:
+                raise CheckpointError(
+                    f"{path}: SOLVER.{key} {current} differs from the checkpoint's {saved[key]}; a "
+                    f"resume {reason}, so it cannot change: resume with SOLVER.{key} {saved[key]}, or start a new "
+                    f"run in another --logs folder")
 
     def log_changed_solver_values(self, path: str, saved_config: str) -> None:
         saved = _saved_solver_values(saved_config)
@@ -382,12 +391,6 @@ class Trainer:
             if len(predicted):
                 self.events.add_picture("sem_dist_predicted_vs_target",
                                         sem_dist_picture(predicted, expected, sln.NUM_LAYERS), iteration)
-
-
-def build_optimizer(model: nn.Module, solver: CfgNode, learning_rate: float) -> torch.optim.SGD:
-    """SGD over the trainable parameters (``learning_rate``: see ``scaled_learning_rate``)."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(parameters, lr=learning_rate, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY)
 
 
 def scaled_learning_rate(solver: CfgNode, total_batch: int) -> float:

@@ -1,0 +1,28 @@
+"""The optimizer of a training run (SOLVER.OPTIMIZER) and the param-group values the config sets.
+
+SGD with momentum is the Mask R-CNN recipe; AdamW is the option for models trained from scratch on
+small budgets (the quickstart). A resumed run puts ``optimizer_hyperparameters`` back into the
+restored param groups, so a config change takes effect on resume.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config.config import CfgNode
+
+OPTIMIZERS = ("SGD", "AdamW")
+
+
+def build_optimizer(model: nn.Module, solver: CfgNode, learning_rate: float) -> torch.optim.Optimizer:
+    """SOLVER.OPTIMIZER over the trainable parameters (``learning_rate``: see ``trainer.scaled_learning_rate``)."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer_class = torch.optim.AdamW if solver.OPTIMIZER == "AdamW" else torch.optim.SGD
+    return optimizer_class(parameters, lr=learning_rate, **optimizer_hyperparameters(solver))
+
+
+def optimizer_hyperparameters(solver: CfgNode) -> dict:
+    """The param-group values of SOLVER.OPTIMIZER that the config sets, besides the learning rate."""
+    if solver.OPTIMIZER == "AdamW":
+        return {"betas": tuple(solver.ADAM_BETAS), "weight_decay": solver.WEIGHT_DECAY}
+    return {"momentum": solver.MOMENTUM, "weight_decay": solver.WEIGHT_DECAY}
