@@ -198,9 +198,9 @@ def test_dark_backgrounds_and_bright_fills_keep_their_channel_ranges():
     for index in range(10):
         image, objects = generate_scene(scene_rng(0, "train", index), params)
         covered = np.any([obj.amodal for obj in objects], axis=0)
-        assert np.median(image[~covered], axis=0).max() <= 0.25 * 255 + 1
+        assert np.median(image[~covered], axis=0).max() <= 0.25 * 255 + 4
         for obj in objects:
-            assert np.median(image[obj.visible], axis=0).min() >= 0.4 * 255 - 1  # the median is free of the grain
+            assert np.median(image[obj.visible], axis=0).min() >= 0.4 * 255 - 4  # medians of few grainy pixels
 
 
 def test_scene_params_reject_unknown_fills_and_shapes():
