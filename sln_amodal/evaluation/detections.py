@@ -17,7 +17,7 @@ import numpy as np
 from ..data.readers.common import FieldError, as_int, load_json
 from ..data.records import AnnotationError, AnnotationSet, DropLog
 from ..numbers import is_finite_number
-from ..structures.masks import SegmentationError, describe_value, segmentation_to_rle
+from ..structures.masks import SegmentationError, describe_value, segmentations_to_rles
 
 logger = logging.getLogger(__name__)
 
@@ -59,46 +59,36 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
     category_ids = {int(c["id"]) for c in ground_truth.categories}
     image_ids, det_category_ids, scores, amodal, visible = [], [], [], [], []
     unknown_images = 0
+    # First the checks that need no mask, then every mask at once (segmentations_to_rles), then the
+    # drops in file order, so that counts, and the error strict mode raises, are as entry by entry.
+    outcomes = []  # per entry: (where, dropped field, reason) or (where, None, (image_id, category_id, size))
     for index, det in enumerate(results):
-        where = f"detection {index}"
+        outcomes.append((f"detection {index}", *_mask_free_outcome(det, sizes, category_ids)))
+    candidates = [index for index, (_, field, _) in enumerate(outcomes) if field is None and outcomes[index][2][2] is not None]
+    masks = segmentations_to_rles(
+        [results[index][name] for name in ("segmentation", "visible_segmentation") for index in candidates],
+        [outcomes[index][2][2] for index in candidates] * 2)
+    rles = {index: (masks[position], masks[position + len(candidates)]) for position, index in enumerate(candidates)}
+    for index, (where, field, detail) in enumerate(outcomes):
         log.read("detections")
-        if not isinstance(det, dict):
-            log.drop("detection", "<entry>", f"expected an object, got {describe_value(det)}", where)
+        if field is not None:
+            log.drop("detection", field, detail, where)
             continue
-        missing = next((name for name in REQUIRED_FIELDS if name not in det), None)
-        if missing is not None:
-            log.drop("detection", missing, "missing", where)
-            continue
-        try:
-            image_id, category_id = as_int(det["image_id"], "image_id"), as_int(det["category_id"], "category_id")
-        except FieldError as err:
-            log.drop("detection", err.field, err.reason, where)
-            continue
-        size = sizes.get(image_id)
+        image_id, category_id, size = detail
         if size is None:
             unknown_images += 1
             continue
-        if category_id not in category_ids:
-            log.drop("detection", "category_id", f"unknown category {det['category_id']!r}", where)
+        amodal_rle, visible_rle = rles[index]
+        if isinstance(amodal_rle, SegmentationError):
+            log.drop("detection", "segmentation", str(amodal_rle), where)
             continue
-        score = det["score"]
-        if not is_finite_number(score):
-            log.drop("detection", "score", f"expected a finite number, got {describe_value(score)}", where)
-            continue
-        try:
-            amodal_rle = segmentation_to_rle(det["segmentation"], *size)
-        except SegmentationError as err:
-            log.drop("detection", "segmentation", str(err), where)
-            continue
-        try:
-            visible_rle = segmentation_to_rle(det["visible_segmentation"], *size)
-        except SegmentationError as err:
-            log.drop("detection", "visible_segmentation", str(err), where)
+        if isinstance(visible_rle, SegmentationError):
+            log.drop("detection", "visible_segmentation", str(visible_rle), where)
             continue
         log.kept("detections")
         image_ids.append(image_id)
         det_category_ids.append(category_id)
-        scores.append(score)
+        scores.append(results[index]["score"])
         amodal.append(amodal_rle)
         visible.append(visible_rle)
     if unknown_images:
@@ -119,3 +109,26 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
         amodal=amodal,
         visible=visible,
     )
+
+
+def _mask_free_outcome(det, sizes: dict, category_ids: set) -> tuple:
+    """A results entry checked but for its masks: (None, (image_id, category_id, image size or None
+    for an image the ground truth lacks)), or (field, reason) of the first problem."""
+    if not isinstance(det, dict):
+        return "<entry>", f"expected an object, got {describe_value(det)}"
+    missing = next((name for name in REQUIRED_FIELDS if name not in det), None)
+    if missing is not None:
+        return missing, "missing"
+    try:
+        image_id, category_id = as_int(det["image_id"], "image_id"), as_int(det["category_id"], "category_id")
+    except FieldError as err:
+        return err.field, err.reason
+    size = sizes.get(image_id)
+    if size is None:
+        return None, (image_id, category_id, None)
+    if category_id not in category_ids:
+        return "category_id", f"unknown category {det['category_id']!r}"
+    score = det["score"]
+    if not is_finite_number(score):
+        return "score", f"expected a finite number, got {describe_value(score)}"
+    return None, (image_id, category_id, size)

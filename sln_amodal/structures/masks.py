@@ -7,6 +7,7 @@ needed. Arrays are ``uint8``/``bool`` H x W in row-major order.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -31,6 +32,8 @@ RLE_SIGN_BIT = 0x10
 RLE_MORE_BIT = 0x20
 # The C decoder shifts in 32-bit ints, so values of more characters (beyond +-2^29) decode wrongly.
 RLE_MAX_CHARS_PER_VALUE = 6
+# Count strings decoded together, at most this many characters at a time (unless one is longer).
+RLE_BATCH_CHARS = 1 << 22
 MAX_VALUE_CHARS = 60  # of a bad value quoted in an error message
 # A resized mask keeps the pixels its bilinear interpolation covers at least this much.
 RESIZED_MASK_THRESH = 0.5
@@ -87,7 +90,10 @@ def segmentation_to_rle(segmentation, height: int, width: int) -> dict:
     count it.
     """
     if isinstance(segmentation, dict):
-        return _checked_rle(segmentation, height, width)
+        result = segmentations_to_rles([segmentation], [(height, width)])[0]
+        if isinstance(result, SegmentationError):
+            raise result
+        return result
     if not isinstance(segmentation, list) or not segmentation:
         raise SegmentationError(f"expected a polygon list or an RLE dict, got {describe_value(segmentation)}")
     polygons = [segmentation] if not isinstance(segmentation[0], (list, tuple)) else segmentation
@@ -107,62 +113,162 @@ def rle_run_lengths(counts: str) -> np.ndarray:
 
     Raises ``SegmentationError`` for characters outside the alphabet, a truncated last value, or a
     value too long for the C decoder's ``int`` arithmetic; runs may still be negative (the caller checks).
-
-    Every mask read from a file comes through here, so it is built for speed: the alphabet is checked
-    and the longest value found by ``bytes.translate`` and substring search, and the decoding is about
-    a dozen whole-array numpy operations whatever the string's length (a value rarely has more than
-    two characters, so the loop over the places ends soon).
+    One string through ``count_strings_run_lengths``, the one decoder.
     """
+    decoded = count_strings_run_lengths([counts])
+    if decoded.errors[0] is not None:
+        raise SegmentationError(decoded.errors[0])
+    return decoded.runs
+
+
+@dataclass
+class RunLengthBatch:
+    """The run lengths of N count strings (or count lists), concatenated: string ``i``'s runs are
+    ``runs[starts[i]:starts[i + 1]]``; ``errors[i]`` is why string ``i`` is refused, None if it is not
+    (its runs are then meaningful, otherwise they are not)."""
+
+    runs: np.ndarray  # (total runs,) int64
+    starts: np.ndarray  # (N + 1,) int64
+    errors: list  # N of str or None
+
+    def runs_of(self, index: int) -> np.ndarray:
+        return self.runs[self.starts[index]:self.starts[index + 1]]
+
+
+def count_strings_run_lengths(strings: Sequence[str]) -> RunLengthBatch:
+    """``rle_run_lengths`` of many strings in one vectorised pass: the same runs, and per string the
+    message ``rle_run_lengths`` would raise (the first problem in the order: non-ASCII characters,
+    a character outside the alphabet (the first one quoted), a truncated last value, a value of more
+    than ``RLE_MAX_CHARS_PER_VALUE`` characters).
+
+    All strings become one byte buffer; a value ends at each character without the "more" bit (and,
+    so that no value spans two strings, at each string's last character); each value is the sum of
+    its characters' sign-extended digits shifted to their places, and the runs after each string's
+    third are running sums over the string's two interleaved parities. The work is a few dozen numpy
+    calls over the buffer, however many strings it holds; memory is a few dozen bytes per character.
+    """
+    errors = [None] * len(strings)
     try:
-        raw = counts.encode("ascii")
-    except UnicodeEncodeError:
-        raise SegmentationError("RLE counts string holds non-ASCII characters") from None
-    if not raw:
-        return np.zeros(0, dtype=np.int64)
-    if raw.translate(None, _RLE_ALPHABET):
-        bad = next(char for char in counts if char.encode("ascii") not in _RLE_ALPHABET)
-        raise SegmentationError(f"RLE counts string holds {bad!r}, outside the characters "
-                                f"{chr(RLE_CHAR_OFFSET)!r}..{chr(RLE_CHAR_OFFSET + RLE_CHAR_MAX)!r}")
-    if raw[-1] >= _RLE_FIRST_MORE_CHAR:
-        raise SegmentationError("RLE counts string ends inside a value")
+        raw = "".join(strings).encode("ascii")
+    except UnicodeEncodeError:  # rare: find the strings at fault, decode the others
+        for index, counts in enumerate(strings):
+            if not counts.isascii():
+                errors[index] = "RLE counts string holds non-ASCII characters"
+        strings = [counts if error is None else "" for counts, error in zip(strings, errors)]
+        raw = "".join(strings).encode("ascii")
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    char_starts = np.zeros(len(strings) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=char_starts[1:])
     codes = np.frombuffer(raw, dtype=np.uint8)
-    values = _RLE_DIGITS.take(codes)
-    marks = raw.translate(_RLE_MORE_MARKS)  # b"M" for each character saying "more follow", b"." for the others
-    if b"M" in marks:
-        if b"M" * RLE_MAX_CHARS_PER_VALUE in marks:
-            raise SegmentationError(
-                f"RLE counts string holds a value of more than {RLE_MAX_CHARS_PER_VALUE} characters")
-        # A character's place in its value: the number of "more" characters right before it, the
-        # k-th of them counted where the k characters before all say "more".
-        more = codes >= _RLE_FIRST_MORE_CHAR
-        place = np.zeros(codes.size, dtype=np.int64)
-        chain = more[:-1]
-        place[1:] += chain
-        run = b"MM"
-        while run in marks:
-            chain = chain[1:] & more[:-len(run)]
-            place[len(run):] += chain
-            run += b"M"
-        # Each value is the sum of its characters' digits at their places: differences of a running
-        # sum, taken at each value's last character.
-        totals = np.add.accumulate(values << (RLE_BITS_PER_CHAR * place))[~more]
-        values = totals.copy()
-        values[1:] -= totals[:-1]
-    # runs[i] = values[i] + runs[i - 2] from i = 3 on: a running sum over each parity from index 1/2,
-    # one call over the pairs (runs 1 and 2, 3 and 4, ...), a last unpaired run added by hand.
-    later = values[1:]
-    paired = later.size & ~1
-    if paired:
-        pairs = later[:paired].reshape(-1, 2)
-        np.add.accumulate(pairs, axis=0, out=pairs)
-    if later.size & 1 and later.size > 2:
-        later[-1] += later[-3]
-    return values
+    nonempty = np.flatnonzero(lengths)
+    last_chars = char_starts[1:][nonempty] - 1
+
+    value_end = codes < _RLE_FIRST_MORE_CHAR
+    value_end[last_chars] = True  # no value spans two strings (the truncated one is refused)
+    value_ends = np.flatnonzero(value_end)
+    value_starts = np.zeros(value_ends.size, dtype=np.int64)
+    value_starts[1:] = value_ends[:-1] + 1
+    value_chars = value_ends - value_starts + 1
+    run_starts = np.searchsorted(value_ends, char_starts)  # string i's values: run_starts[i]:run_starts[i + 1]
+
+    # Per-string problems, each string reporting only its first (in the order of the docstring).
+    first_outside = {}
+    if raw.translate(None, _RLE_ALPHABET):
+        outside = np.flatnonzero((codes < RLE_CHAR_OFFSET) | (codes > RLE_CHAR_OFFSET + RLE_CHAR_MAX))
+        bad_strings, first_bad = np.unique(np.searchsorted(char_starts, outside, side="right") - 1, return_index=True)
+        first_outside = dict(zip(bad_strings.tolist(), outside[first_bad].tolist()))
+    truncated = np.zeros(len(strings), dtype=bool)
+    truncated[nonempty[codes[last_chars] >= _RLE_FIRST_MORE_CHAR]] = True
+    too_long = np.zeros(len(strings), dtype=bool)
+    long_values = np.flatnonzero(value_chars > RLE_MAX_CHARS_PER_VALUE)
+    too_long[np.searchsorted(run_starts, long_values, side="right") - 1] = True
+    for index in np.flatnonzero(truncated | too_long).tolist() + list(first_outside):
+        if errors[index] is None:
+            errors[index] = _count_string_error(index, first_outside, truncated, raw)
+
+    # Values: the digits (the last character's sign-extended) at their places, place by place over
+    # the values that long (those of refused strings stop at the longest place allowed).
+    digits = _RLE_DIGITS.take(codes)
+    values = digits[value_starts]
+    for place in range(1, RLE_MAX_CHARS_PER_VALUE):
+        longer = np.flatnonzero(value_chars > place)
+        if not longer.size:
+            break
+        values[longer] += digits[value_starts[longer] + place] << (RLE_BITS_PER_CHAR * place)
+    value_counts = np.diff(run_starts)
+    return RunLengthBatch(_undo_run_deltas(values, run_starts, value_counts), run_starts, errors)
+
+
+def _count_string_error(index: int, first_outside: dict, truncated: np.ndarray, raw: bytes) -> str:
+    """The first problem of refused string ``index`` (see ``count_strings_run_lengths``)."""
+    if index in first_outside:
+        bad = chr(raw[first_outside[index]])
+        return (f"RLE counts string holds {bad!r}, outside the characters "
+                f"{chr(RLE_CHAR_OFFSET)!r}..{chr(RLE_CHAR_OFFSET + RLE_CHAR_MAX)!r}")
+    if truncated[index]:
+        return "RLE counts string ends inside a value"
+    return f"RLE counts string holds a value of more than {RLE_MAX_CHARS_PER_VALUE} characters"
+
+
+def _undo_run_deltas(values: np.ndarray, run_starts: np.ndarray, value_counts: np.ndarray) -> np.ndarray:
+    """Run lengths from decoded values: in each string, ``runs[j] = values[j] + runs[j - 2]`` for j >= 3.
+
+    So ``runs[j]`` (j >= 1) is the sum of the string's values at j, j - 2, ... down to 1 or 2: a
+    running sum over each parity of the whole buffer (a string's same-parity runs share the buffer's
+    parity) minus that sum just before the string, the string's own first value left out of it.
+    Sums wrap around in int64 for huge inputs, which leaves the differences exact.
+    """
+    firsts = run_starts[:-1][value_counts > 0]
+    later = values.copy()
+    later[firsts] = 0
+    for parity in (0, 1):
+        np.cumsum(later[parity::2], out=later[parity::2])
+    # Before the string: for the first run's parity, the sum at the first run (its value left out);
+    # for the other, the sum at the position before the string (0 at the buffer's start).
+    before_same = later[firsts]
+    before_other = np.zeros(firsts.size, dtype=np.int64)
+    before_other[firsts > 0] = later[firsts[firsts > 0] - 1]
+    counts = value_counts[value_counts > 0]
+    index_in_string = np.arange(values.size, dtype=np.int64) - np.repeat(firsts, counts)
+    odd = (index_in_string & 1).astype(bool)
+    runs = later - np.where(odd, np.repeat(before_other, counts), np.repeat(before_same, counts))
+    runs[firsts] = values[firsts]
+    return runs
+
+
+def check_run_lengths(batch: RunLengthBatch, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Refuse, in ``batch.errors``, the RLEs with a negative run or runs that do not cover exactly
+    ``heights[i] * widths[i]`` pixels (the message quotes the smallest run, or the total); those
+    already refused keep their message. Returns, per RLE, whether a run after its first is empty
+    (pycocotools' merge miscounts those, so such RLEs must be re-encoded without them)."""
+    count = len(batch.errors)
+    runs = batch.runs
+    value_counts = np.diff(batch.starts)
+    nonempty = value_counts > 0
+    firsts = batch.starts[:-1][nonempty]
+    totals = np.zeros(count, dtype=np.int64)
+    smallest = np.zeros(count, dtype=np.int64)
+    if runs.size:
+        totals[nonempty] = np.add.reduceat(runs, firsts)
+        smallest[nonempty] = np.minimum.reduceat(runs, firsts)
+    empty_later = np.zeros(count, dtype=bool)
+    later_zero = runs == 0
+    later_zero[firsts] = False
+    empty_later[np.searchsorted(batch.starts, np.flatnonzero(later_zero), side="right") - 1] = True
+    pixels = heights.astype(np.int64) * widths
+    for index in np.flatnonzero((smallest < 0) | (totals != pixels)).tolist():
+        if batch.errors[index] is not None:
+            continue
+        if smallest[index] < 0:
+            batch.errors[index] = f"RLE counts hold a negative run ({int(smallest[index])})"
+        else:
+            batch.errors[index] = (f"RLE counts cover {int(totals[index])} pixels, the {int(widths[index])}x"
+                                   f"{int(heights[index])} image has {int(pixels[index])}")
+    return empty_later
 
 
 _RLE_ALPHABET = bytes(range(RLE_CHAR_OFFSET, RLE_CHAR_OFFSET + RLE_CHAR_MAX + 1))
 _RLE_FIRST_MORE_CHAR = RLE_CHAR_OFFSET + RLE_MORE_BIT  # characters from here on say "more follow"
-_RLE_MORE_MARKS = bytes(ord("M") if code >= _RLE_FIRST_MORE_CHAR else ord(".") for code in range(256))
 
 
 def _rle_digit_table() -> np.ndarray:
@@ -179,7 +285,66 @@ def _rle_digit_table() -> np.ndarray:
 _RLE_DIGITS = _rle_digit_table()
 
 
-def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
+def segmentations_to_rles(segmentations: Sequence, sizes: Sequence[tuple[int, int]]) -> list:
+    """``segmentation_to_rle`` of many segmentations at once: per segmentation (of image size
+    ``sizes[i]`` = (height, width)), the RLE it returns or the ``SegmentationError`` it raises,
+    with the same message.
+
+    RLE dicts are checked together, their count strings decoded by ``count_strings_run_lengths`` in
+    batches of about ``RLE_BATCH_CHARS`` characters (which bounds the memory), so a results file of
+    a million masks costs a few dozen numpy calls per batch rather than per mask; polygons go one
+    by one.
+    """
+    results: list = [None] * len(segmentations)
+    strings, lists = [], []  # (index, counts) of RLE dicts whose size and counts type are right
+    for index, (segmentation, (height, width)) in enumerate(zip(segmentations, sizes)):
+        try:
+            if isinstance(segmentation, dict):
+                counts = _rle_counts(segmentation, height, width)
+                (strings if isinstance(counts, str) else lists).append((index, counts))
+            else:
+                results[index] = segmentation_to_rle(segmentation, height, width)
+        except SegmentationError as err:
+            results[index] = err
+    if lists:
+        _check_rles(results, lists, _count_lists_run_lengths([counts for _, counts in lists]), sizes)
+    begin = 0
+    while begin < len(strings):
+        end, chars = begin, 0
+        while end < len(strings) and (end == begin or chars + len(strings[end][1]) <= RLE_BATCH_CHARS):
+            chars += len(strings[end][1])
+            end += 1
+        batch = strings[begin:end]
+        _check_rles(results, batch, count_strings_run_lengths([counts for _, counts in batch]), sizes)
+        begin = end
+    return results
+
+
+def _check_rles(results: list, entries: list, decoded: RunLengthBatch, sizes: Sequence[tuple[int, int]]) -> None:
+    """Put into ``results`` the checked RLE (or the error) of each (index, counts) of ``entries``,
+    whose run lengths ``decoded`` holds."""
+    heights = np.fromiter((sizes[index][0] for index, _ in entries), dtype=np.int64, count=len(entries))
+    widths = np.fromiter((sizes[index][1] for index, _ in entries), dtype=np.int64, count=len(entries))
+    empty_later = check_run_lengths(decoded, heights, widths)
+    rewrite = empty_later.tolist()
+    for position, (index, counts) in enumerate(entries):
+        height, width = sizes[index]
+        if decoded.errors[position] is not None:
+            results[index] = SegmentationError(decoded.errors[position])
+        # pycocotools' merge miscounts runs of length zero after the first (its encoder never
+        # writes them), so such counts are rewritten without them, and count lists are encoded;
+        # other count strings pass as they are.
+        elif isinstance(counts, str) and not rewrite[position]:
+            results[index] = {"size": [height, width], "counts": counts}
+        else:
+            runs = _without_empty_runs(decoded.runs_of(position))
+            rle = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+            results[index] = {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def _rle_counts(segmentation: dict, height: int, width: int):
+    """An RLE dict's counts (a ``str``, bytes read as latin-1, or a list), once its size is checked
+    to be ``[height, width]``; raises ``SegmentationError`` otherwise, or for counts of another type."""
     if "size" not in segmentation or "counts" not in segmentation:
         raise SegmentationError("RLE needs 'size' and 'counts'")
     size = segmentation["size"]
@@ -190,30 +355,26 @@ def _checked_rle(segmentation: dict, height: int, width: int) -> dict:
         raise SegmentationError(f"RLE size {list(size)} differs from image size {[height, width]}")
     counts = segmentation["counts"]
     if isinstance(counts, bytes):
-        counts = counts.decode("latin-1")  # every byte maps to one character; non-ASCII ones are refused below
-    if isinstance(counts, str):
-        runs = rle_run_lengths(counts)
-    elif isinstance(counts, list):
+        counts = counts.decode("latin-1")  # every byte maps to one character; non-ASCII ones are refused later
+    if not isinstance(counts, (str, list)):
+        raise SegmentationError(f"RLE counts must be a string or a list of integers, got {describe_value(counts)}")
+    return counts
+
+
+def _count_lists_run_lengths(count_lists: Sequence[list]) -> RunLengthBatch:
+    """Count lists as a ``RunLengthBatch``: a list holding anything but whole numbers is refused."""
+    errors, arrays = [], []
+    for counts in count_lists:
         runs = [whole_number(count) for count in counts]
         if None in runs:
-            bad = counts[runs.index(None)]
-            raise SegmentationError(f"RLE counts must be integers, got {describe_value(bad)}")
-        runs = np.asarray(runs, dtype=np.int64)
-    else:
-        raise SegmentationError(f"RLE counts must be a string or a list of integers, got {describe_value(counts)}")
-    # The smallest run after the first: below 0 is an error, 0 needs the rewrite below.
-    smallest_later = int(np.minimum.reduce(runs[1:])) if runs.size > 1 else 1
-    if runs.size and min(int(runs[0]), smallest_later) < 0:
-        raise SegmentationError(f"RLE counts hold a negative run ({int(runs.min())})")
-    total = int(np.add.reduce(runs))
-    if total != height * width:
-        raise SegmentationError(f"RLE counts cover {total} pixels, the {width}x{height} image has {height * width}")
-    # pycocotools' merge miscounts runs of length zero after the first (its encoder never writes
-    # them), so such counts are rewritten without them; other count strings pass as they are.
-    if isinstance(counts, str) and smallest_later > 0:
-        return {"size": [height, width], "counts": counts}
-    rle = mask_utils.frPyObjects({"size": [height, width], "counts": _without_empty_runs(runs)}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+            errors.append(f"RLE counts must be integers, got {describe_value(counts[runs.index(None)])}")
+            runs = []
+        else:
+            errors.append(None)
+        arrays.append(np.asarray(runs, dtype=np.int64))
+    starts = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([array.size for array in arrays], out=starts[1:])
+    return RunLengthBatch(np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64), starts, errors)
 
 
 def _without_empty_runs(runs: np.ndarray) -> list[int]:
