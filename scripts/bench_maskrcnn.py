@@ -47,8 +47,11 @@ BYTES_PER_MB = 2**20
 KB_PER_MB = 2**10  # /proc reports kB
 
 
-def bench_config(score_thresh: float):
+def bench_config(score_thresh: float, infer_size: tuple[int, int] = INFER_SIZE):
     cfg = get_default_config()
+    # The eval resize leaves the inference image at its size (the default one: 800 x 1066).
+    cfg.INPUT.MIN_SIZE_TEST = min(infer_size)
+    cfg.INPUT.MAX_SIZE_TEST = max(cfg.INPUT.MAX_SIZE_TEST, *infer_size)
     # Random weights give every one of the 91 classes about 1/91 probability, under the default 0.05.
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_thresh
     return cfg
@@ -73,10 +76,10 @@ def structured_image(height: int, width: int, seed: int) -> torch.Tensor:
     return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
-def training_batch(device: str, num_classes: int):
+def training_batch(device: str, num_classes: int, size: tuple[int, int] = TRAIN_SIZE):
     g = torch.Generator().manual_seed(1)
     images, ours, reference = [], [], []
-    height, width = TRAIN_SIZE
+    height, width = size
     for index in range(TRAIN_BATCH):
         images.append(structured_image(height, width, 10 + index).to(device))
         corners = torch.rand(OBJECTS_PER_IMAGE, 2, generator=g) * torch.tensor([width * 0.6, height * 0.6])
@@ -146,13 +149,13 @@ def alternate(step_of: dict, repeats: int, warmup: int) -> tuple[dict[str, list[
 def memory_child(kind: str, task: str, weights_path: str, args) -> dict:
     """Run in a fresh process: one inference or one training step of one model. Reports the peak
     and, as its baseline, the memory held once the model and its inputs are built."""
-    cfg = bench_config(args.score_thresh)
+    cfg = bench_config(args.score_thresh, tuple(args.infer_size))
     model = build(kind, cfg, weights_path, args.device)
     if task == "infer":
-        images = [structured_image(*INFER_SIZE, seed=0).to(args.device)]
+        images = [structured_image(*args.infer_size, seed=0).to(args.device)]
         step = partial(run_inference, model, images, args.device, args.amp)
     else:
-        images, targets = training_batch(args.device, cfg.MODEL.NUM_CLASSES)
+        images, targets = training_batch(args.device, cfg.MODEL.NUM_CLASSES, tuple(args.train_size))
         step = partial(run_training_step, model, images, targets[kind], args.device, args.amp)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -176,7 +179,8 @@ def proc_status_mb(field: str) -> float:
 
 def measure_memory(kind: str, task: str, weights_path: str, args) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--memory-child", kind, "--memory-task", task,
-               "--weights", weights_path, "--device", args.device, "--score-thresh", str(args.score_thresh)]
+               "--weights", weights_path, "--device", args.device, "--score-thresh", str(args.score_thresh),
+               "--infer-size", *map(str, args.infer_size), "--train-size", *map(str, args.train_size)]
     if args.amp:
         command.append("--amp")
     if args.threads:
@@ -194,6 +198,9 @@ def main() -> None:
     parser.add_argument("--memory-runs", type=int, default=3, help="fresh processes per model and task for memory")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--score-thresh", type=float, default=0.0, help="box score threshold at test time")
+    parser.add_argument("--infer-size", type=int, nargs=2, default=INFER_SIZE, metavar=("H", "W"))
+    parser.add_argument("--train-size", type=int, nargs=2, default=TRAIN_SIZE, metavar=("H", "W"),
+                        help=f"images of the training step ({TRAIN_BATCH} per batch)")
     parser.add_argument("--memory-child", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--memory-task", choices=MEMORY_TASKS, help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -205,21 +212,21 @@ def main() -> None:
         print(json.dumps(memory_child(args.memory_child, args.memory_task, args.weights, args)))
         return
 
-    cfg = bench_config(args.score_thresh)
+    cfg = bench_config(args.score_thresh, tuple(args.infer_size))
     with tempfile.TemporaryDirectory() as folder:
         weights_path = os.path.join(folder, "torchvision_layout.pth")
         torch.manual_seed(0)
         torch.save(torchvision_reference(cfg).state_dict(), weights_path)
         models = {kind: build(kind, cfg, weights_path, args.device) for kind in MODELS}
 
-        infer_images = [structured_image(*INFER_SIZE, seed=0).to(args.device)]
+        infer_images = [structured_image(*args.infer_size, seed=0).to(args.device)]
         detections = {kind: run_inference(models[kind], infer_images, args.device, args.amp) for kind in MODELS}
         infer, infer_cpu = alternate(
             {kind: partial(run_inference, models[kind], infer_images, args.device, args.amp) for kind in MODELS},
             args.repeats,
             args.warmup,
         )
-        train_images, targets = training_batch(args.device, cfg.MODEL.NUM_CLASSES)
+        train_images, targets = training_batch(args.device, cfg.MODEL.NUM_CLASSES, tuple(args.train_size))
         train, train_cpu = alternate(
             {
                 kind: partial(run_training_step, models[kind], train_images, targets[kind], args.device, args.amp)

@@ -1,14 +1,11 @@
-"""Shared fixtures of the Mask R-CNN tests: a small config, scenes with objects, and a torchvision
-reference model with the same weights as ours."""
+"""Shared fixtures of the Mask R-CNN tests: a small config and scenes with objects (the torchvision
+reference with our weights is ``modeling.torchvision_reference.same_weights_pair``)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from sln_amodal.config import get_default_config
-from sln_amodal.modeling import build_model
-from sln_amodal.modeling.torchvision_reference import torchvision_reference
-from sln_amodal.modeling.weights import convert_torchvision_maskrcnn
 
 NUM_CLASSES = 4
 IMAGE_SIZES = ((240, 320), (300, 256))
@@ -56,29 +53,6 @@ def scene(height: int, width: int, seed: int):
 def scenes():
     images, targets = zip(*(scene(h, w, seed) for seed, (h, w) in enumerate(IMAGE_SIZES)))
     return list(images), list(targets)
-
-
-def randomize_frozen_bn(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial statistics and affine parameters for every frozen batch-norm layer."""
-    g = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if type(module).__name__ == "FrozenBatchNorm2d":
-            n = module.weight.numel()
-            module.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-            module.bias.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-            module.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-            module.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-
-
-def model_pair(cfg, seed: int = 0):
-    """(torchvision reference, ours) with identical weights."""
-    torch.manual_seed(seed)
-    reference = torchvision_reference(cfg)
-    randomize_frozen_bn(reference, seed)
-    ours = build_model(cfg)
-    eps = cfg.MODEL.BACKBONE.NORM_EPS
-    ours.load_state_dict(convert_torchvision_maskrcnn(reference.state_dict(), eps, eps), strict=True)
-    return reference, ours
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

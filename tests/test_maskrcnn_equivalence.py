@@ -6,7 +6,7 @@ import torch
 from torchvision.models.detection.roi_heads import fastrcnn_loss, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork as TorchvisionRPN
 
-from maskrcnn_testing import mask_iou, model_pair, scenes, small_config
+from maskrcnn_testing import mask_iou, scenes, small_config
 from sln_amodal.modeling.anchors import AnchorGenerator
 from sln_amodal.modeling.box_coder import BoxCoder
 from sln_amodal.modeling.box_head import fast_rcnn_losses
@@ -15,13 +15,14 @@ from sln_amodal.modeling.matcher import Matcher
 from sln_amodal.modeling.roi_heads import RoIBatch
 from sln_amodal.modeling.rpn import RegionProposalNetwork, RPNHead
 from sln_amodal.modeling.sampler import BalancedPositiveNegativeSampler
+from sln_amodal.modeling.torchvision_reference import same_weights_pair
 
 BETA = 1.0 / 9
 
 
 @pytest.fixture(scope="module")
 def models():
-    return model_pair(small_config())
+    return same_weights_pair(small_config())
 
 
 def test_eval_detections_match_torchvision(models):

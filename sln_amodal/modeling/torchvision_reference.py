@@ -3,6 +3,7 @@ implementation is tested and benchmarked against (same weights through ``weights
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
@@ -12,6 +13,8 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from ..config import CfgNode, get_default_config
 from .backbone import ROI_FEATURE_NAMES
+from .build import build_model
+from .weights import convert_torchvision_maskrcnn
 
 # torchvision names its pooled FPN outputs "0".."3" (P2..P5).
 _TORCHVISION_ROI_FEATURES = [str(level) for level in range(len(ROI_FEATURE_NAMES))]
@@ -98,3 +101,27 @@ def torchvision_reference(cfg: CfgNode) -> nn.Module:
         _skip_resize=True,
     )
     return model
+
+
+def randomize_frozen_bn(model: torch.nn.Module, seed: int) -> None:
+    """Non-trivial statistics and affine parameters for every frozen batch-norm layer."""
+    g = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if type(module).__name__ == "FrozenBatchNorm2d":
+            n = module.weight.numel()
+            module.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
+            module.bias.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+            module.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+            module.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+
+
+def same_weights_pair(cfg: CfgNode, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(torchvision reference, ours) with identical random weights (non-trivial frozen batch-norm
+    statistics included), on the CPU: the equivalence tests and the GPU check compare them."""
+    torch.manual_seed(seed)
+    reference = torchvision_reference(cfg)
+    randomize_frozen_bn(reference, seed)
+    ours = build_model(cfg)
+    eps = cfg.MODEL.BACKBONE.NORM_EPS
+    ours.load_state_dict(convert_torchvision_maskrcnn(reference.state_dict(), eps, eps), strict=True)
+    return reference, ours
