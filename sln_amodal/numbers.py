@@ -13,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 REAL_TYPES = (int, float, np.integer, np.floating)
+UINT8_MAX = int(np.iinfo(np.uint8).max)  # the full scale of 8-bit images
 
 
 def is_number(value: Any) -> bool:

@@ -472,6 +472,7 @@ def test_unwritable_or_file_outputs_fail_before_any_work(tmp_path):
     ("VIS.MAX_WORKING_MEGAPIXELS", "0.0", "VIS.MAX_WORKING_MEGAPIXELS 0.0 is not allowed: expected a positive number"),
     ("SOLVER.OPTIMIZER", "Adam", "SOLVER.OPTIMIZER 'Adam' is not allowed: expected one of ['SGD', 'AdamW']"),
     ("SOLVER.ADAM_BETAS", "[0.9, 1.0]", "SOLVER.ADAM_BETAS [0.9, 1.0] is not allowed: expected two numbers in [0, 1)"),
+    ("SOLVER.ADAM_BETAS", "[a, b]", "SOLVER.ADAM_BETAS ['a', 'b'] is not allowed: expected two numbers in [0, 1)"),
 ])
 def test_invalid_config_values_are_an_error_line(tmp_path, key, value, expected):
     message = exit_message(amodal_train.main, ["train", "--dataset", str(tmp_path), "--model", "none",

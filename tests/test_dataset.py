@@ -8,7 +8,7 @@ from PIL import Image
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from sln_amodal.config import load_config
-from sln_amodal.data.dataset import AmodalDataset, build_dataset, read_image
+from sln_amodal.data.dataset import AmodalDataset, build_dataset, pixels_as_unit_float, read_image
 from sln_amodal.data.loader import (
     InferenceSampler, TrainingSampler, build_eval_loader, build_train_loader, collate_images_targets,
 )
@@ -160,6 +160,8 @@ def test_train_image_is_resized_as_stored_then_made_float(tmp_path):
     from_floats = torch.nn.functional.interpolate(stored.float() / 255, size=(50, 66), mode="bilinear")[0]
     assert (image - from_floats).abs().max() <= 1 / 255 + 1e-6  # fixed-point weights
     eval_target = AmodalDataset(AnnotationSet(CATEGORIES, [record]), str(tmp_path), train=False)[0][1]
+    with pytest.raises(TypeError, match="uint8 or float32"):
+        pixels_as_unit_float(torch.zeros(2, 2, dtype=torch.int16))
     assert all(t[f].is_contiguous() for t in (target, eval_target) for f in ("amodal_masks", "visible_masks"))
 
 

@@ -13,6 +13,7 @@ import torch
 
 from ..engine.optimizer import OPTIMIZERS
 from ..modeling.backbone.resnet import RESNET_SPECS
+from ..numbers import is_number
 from .config import CfgNode, ConfigError
 
 DEVICE_TYPES = ("cpu", "cuda")  # what the model, the loaders and DDP here run on
@@ -37,7 +38,8 @@ def check_config(cfg: CfgNode, training: bool) -> None:
         _at_least(cfg, key, 0)
     if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
         _fail("SOLVER.OPTIMIZER", cfg.SOLVER.OPTIMIZER, f"one of {list(OPTIMIZERS)}")
-    if not all(0 <= beta < 1 for beta in cfg.SOLVER.ADAM_BETAS) or len(cfg.SOLVER.ADAM_BETAS) != 2:
+    betas = cfg.SOLVER.ADAM_BETAS
+    if len(betas) != 2 or not all(is_number(beta) and 0 <= beta < 1 for beta in betas):
         _fail("SOLVER.ADAM_BETAS", list(cfg.SOLVER.ADAM_BETAS), "two numbers in [0, 1)")
     if not cfg.SOLVER.GAMMA > 0:
         _fail("SOLVER.GAMMA", cfg.SOLVER.GAMMA, "a positive number")

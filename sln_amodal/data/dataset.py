@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..numbers import UINT8_MAX
 from ..structures.masks import decode_rles
 from .records import AnnotationError, AnnotationSet, DropLog, ImageRecord
 from .transforms import Compose, RandomHorizontalFlip, ResizeShortestEdge
@@ -25,7 +26,6 @@ UNKNOWN_DEPTH_RANK = 0  # target depth_rank of objects whose annotation gives no
 # Target field listing the unreadable images an item passed over (their paths), so the process that
 # consumes the batches can report them even when loader workers did the reading.
 SKIPPED_IMAGES_FIELD = "skipped_images"
-UINT8_MAX = np.iinfo(np.uint8).max
 UINT16_MAX = np.iinfo(np.uint16).max  # full scale of 16-bit greyscale images (PIL modes "I;16", "I")
 PIL_NATIVE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
@@ -63,9 +63,11 @@ def read_image_pixels(path: str) -> np.ndarray:
 
 
 def pixels_as_unit_float(pixels):
-    """uint8 pixels (numpy or torch) as float32 in [0, 1]; float pixels as they are."""
+    """uint8 pixels (numpy or torch) as float32 in [0, 1]; float32 pixels (already in [0, 1]) as they are."""
     if pixels.dtype in (np.uint8, torch.uint8):
         return pixels.astype(np.float32) / UINT8_MAX if isinstance(pixels, np.ndarray) else pixels.float() / UINT8_MAX
+    if pixels.dtype not in (np.float32, torch.float32):
+        raise TypeError(f"pixels must be uint8 or float32 in [0, 1], got {pixels.dtype}")
     return pixels
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from skimage.draw import polygon2mask
 from tqdm import tqdm
 
+from ..numbers import UINT8_MAX
 from ..structures.masks import encode_mask
 from .readers.amodal_coco import write_amodal_coco
 from .readers.common import build_object
@@ -146,7 +147,7 @@ def generate_scene(rng: np.random.Generator, params: SceneParams) -> tuple[np.nd
         inside = mask[rows, cols]
         image[rows, cols][inside] = _pick(rng, TEXTURES, params.textures)(rng, *inside.shape)[inside]
     image += SENSOR_NOISE_STD * rng.standard_normal(image.shape, dtype=np.float32)
-    image = np.rint(np.clip(image, 0.0, 1.0) * np.iinfo(np.uint8).max).astype(np.uint8)
+    image = np.rint(np.clip(image, 0.0, 1.0) * UINT8_MAX).astype(np.uint8)
 
     count = len(placements)
     objects = [
@@ -366,5 +367,5 @@ TEXTURES = {"flat": _flat_colour, "bright": _bright_flat_colour, "stripes": _str
 @functools.lru_cache(maxsize=None)
 def _sample_image(name: str) -> np.ndarray:
     """A scikit-image sample as H x W x 3 float32 in [0, 1] (read once per process)."""
-    image = getattr(skimage.data, name)().astype(np.float32) / np.iinfo(np.uint8).max
+    image = getattr(skimage.data, name)().astype(np.float32) / UINT8_MAX
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]

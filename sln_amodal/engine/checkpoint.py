@@ -58,28 +58,35 @@ def seed_all_rng(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def capture_rng_state() -> dict:
+def capture_rng_state(device: torch.device) -> dict:
     """The global generators' states as tensors and plain Python values (no numpy objects, so a
-    checkpoint holding them loads with ``torch.load(weights_only=True)``)."""
+    checkpoint holding them loads with ``torch.load(weights_only=True)``); on a CUDA ``device``,
+    that device's generator too (only it: a resume may see another number of GPUs)."""
     algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
     state = {
         "python": random.getstate(),
         "numpy": (algorithm, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        # this process's GPU only: a resume may see a different number of GPUs
-        state["cuda"] = torch.cuda.get_rng_state(torch.cuda.current_device())
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict) -> None:
+def restore_rng_state(state: dict, device: torch.device) -> None:
+    """The states of ``capture_rng_state``; checkpoints from before it saved one device hold every
+    visible GPU's state in a list, of which ``device``'s is taken."""
     random.setstate(state["python"])
     algorithm, keys, position, has_gauss, cached_gaussian = state["numpy"]
     np.random.set_state((algorithm, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"], torch.cuda.current_device())
+    if "cuda" in state and device.type == "cuda":
+        saved = state["cuda"]
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if isinstance(saved, (list, tuple)):
+            saved = saved[index] if index < len(saved) else None
+        if saved is not None:
+            torch.cuda.set_rng_state(saved, device)
 
 
 def read_checkpoint(path: str, trust: bool = False) -> dict:

@@ -104,7 +104,7 @@ def run_inference(
                     fresh.append(index)
             if not fresh:
                 continue
-            outputs = model([images[i].to(device) for i in fresh])
+            outputs = model([images[i].to(device, non_blocking=True) for i in fresh])
             for index, output in zip(fresh, outputs):
                 results.extend(predictions_to_results(output, targets[index]["image_id"], category_ids))
     finally:

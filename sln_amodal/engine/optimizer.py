@@ -11,18 +11,23 @@ from torch import nn
 
 from ..config.config import CfgNode
 
-OPTIMIZERS = ("SGD", "AdamW")
+# SOLVER.OPTIMIZER -> (class, the param-group values the config sets besides the learning rate)
+_OPTIMIZERS = {
+    "SGD": (torch.optim.SGD, lambda solver: {"momentum": solver.MOMENTUM, "weight_decay": solver.WEIGHT_DECAY}),
+    "AdamW": (torch.optim.AdamW,
+              lambda solver: {"betas": tuple(solver.ADAM_BETAS), "weight_decay": solver.WEIGHT_DECAY}),
+}
+OPTIMIZERS = tuple(_OPTIMIZERS)
 
 
 def build_optimizer(model: nn.Module, solver: CfgNode, learning_rate: float) -> torch.optim.Optimizer:
     """SOLVER.OPTIMIZER over the trainable parameters (``learning_rate``: see ``trainer.scaled_learning_rate``)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer_class = torch.optim.AdamW if solver.OPTIMIZER == "AdamW" else torch.optim.SGD
+    optimizer_class, _ = _OPTIMIZERS[solver.OPTIMIZER]
     return optimizer_class(parameters, lr=learning_rate, **optimizer_hyperparameters(solver))
 
 
 def optimizer_hyperparameters(solver: CfgNode) -> dict:
     """The param-group values of SOLVER.OPTIMIZER that the config sets, besides the learning rate."""
-    if solver.OPTIMIZER == "AdamW":
-        return {"betas": tuple(solver.ADAM_BETAS), "weight_decay": solver.WEIGHT_DECAY}
-    return {"momentum": solver.MOMENTUM, "weight_decay": solver.WEIGHT_DECAY}
+    _, hyperparameters = _OPTIMIZERS[solver.OPTIMIZER]
+    return hyperparameters(solver)

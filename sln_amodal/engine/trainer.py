@@ -185,7 +185,7 @@ class Trainer:
         self.log_changed_solver_values(path, checkpoint["config"])
         if self.scaler.is_enabled() and "scaler" in checkpoint:
             self.scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_state(checkpoint["rng"][self.rank])
+        restore_rng_state(checkpoint["rng"][self.rank], self.device)
         logger.info("resumed %s at iteration %d", path, checkpoint["iteration"])
         return int(checkpoint["iteration"])
 
@@ -294,7 +294,7 @@ class Trainer:
         """The loss tensors and their values averaged over the processes; NonFiniteLossError when one is
         not finite (``pending``, the checkpoint these weights were to be saved as, is then not written)."""
         images = [image.to(self.device, non_blocking=True) for image in images]
-        targets = [_to_device(target, self.device) for target in targets]
+        targets = [target_to_device(target, self.device) for target in targets]
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             loss_dict = network(images, targets)
         names = sorted(loss_dict)
@@ -344,7 +344,7 @@ class Trainer:
         """(file name, state) of a checkpoint of the current state, copied to the CPU so later updates
         leave it as it is; None on processes other than 0. Every process must call this (their RNG
         states are gathered). NonFiniteLossError when a weight is not finite."""
-        rng_states = distributed.gather_objects(capture_rng_state())
+        rng_states = distributed.gather_objects(capture_rng_state(self.device))
         broken = [name for name, value in self.model.state_dict().items()
                   if value.is_floating_point() and not torch.isfinite(value).all()]
         if broken:
@@ -444,7 +444,8 @@ def _as_plain(value):
     return [_as_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def _to_device(target: dict, device: torch.device) -> dict:
+def target_to_device(target: dict, device: torch.device) -> dict:
+    """A target dict with its tensors on ``device`` (asynchronous copies from pinned memory)."""
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in target.items()}
 
 

@@ -17,10 +17,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import CfgNode, get_default_config
+from ..numbers import UINT8_MAX
 from ..structures.masks import resize_mask
 from .inference import RESULT_FIELDS, check_output_fields
 
-UINT8_MAX = np.iinfo(np.uint8).max
 # Object colours: hues a golden-ratio step apart never repeat and stay far apart for small counts;
 # saturated and bright so they show on photos and under black label text backgrounds.
 GOLDEN_RATIO_CONJUGATE = (math.sqrt(5) - 1) / 2

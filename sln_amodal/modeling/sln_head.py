@@ -132,9 +132,10 @@ class SLNHead(nn.Module):
         """Global logits (B, K+1, h, w), instance layering logits (R, K+1, M, M), S (R, C', M, M)."""
         global_logits = self.global_layering(features)
         pooled = self.pooler(features, boxes)  # (R, C, P, P)
-        probabilities = global_logits.softmax(dim=1)  # float32 under autocast, so box corners are not rounded
+        # float32 whatever autocast does: box corners in half precision would be rounded by pixels
+        probabilities = global_logits.float().softmax(dim=1)
         layering_crops = roi_align(
-            probabilities, boxes_to_rois(boxes).to(probabilities.dtype), pooled.shape[-2:],
+            probabilities, boxes_to_rois(boxes).float(), pooled.shape[-2:],
             spatial_scale=1.0 / self.global_stride, sampling_ratio=self.pooler.sampling_ratio,
             aligned=self.pooler_aligned,
         )  # (R, K+1, P, P)
