@@ -14,6 +14,7 @@ from sln_amodal.engine.visualize import (
     MAP_GAP,
     SEM_DIST_COLORMAP,
     TILE_GAP,
+    detections_to_draw,
     draw_overlay,
     object_colours,
     overlay_style,
@@ -144,6 +145,17 @@ def test_overlay_fills_visible_and_hatches_hidden():
 def test_overlay_ranks_count_among_the_drawn_objects():
     assert ranks_among_drawn(np.array([5, 2, 9, 0, 2])).tolist() == [2, 1, 3, 0, 1]
     assert ranks_among_drawn(np.zeros(0, dtype=np.int64)).tolist() == []
+
+
+def test_overlay_draws_one_detection_per_object():
+    """Per-class NMS can leave one object under two classes; the picture shows the higher-scoring one."""
+    output = {"scores": torch.tensor([0.6, 0.9, 0.8, 0.3]),
+              "boxes": torch.tensor([[10.0, 10, 50, 50], [11, 10, 50, 51], [60, 10, 90, 40], [60, 10, 90, 40]])}
+    assert detections_to_draw(output, 0.5).tolist() == [0, 1, 2]  # no suppression asked for
+    assert detections_to_draw(output, 0.5, duplicate_iou=0.7).tolist() == [1, 2]  # 0 duplicates 1
+    assert detections_to_draw(output, 0.0, duplicate_iou=0.7).tolist() == [1, 2]  # 3 duplicates 2
+    assert detections_to_draw(output, 0.95, duplicate_iou=0.7).tolist() == []
+    assert detections_to_draw({**output, "boxes": output["boxes"][[0, 2, 1, 3]]}, 0.5, 0.99).tolist() == [0, 1, 2]
 
 
 def test_overlay_threshold_and_float_input():

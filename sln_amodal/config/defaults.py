@@ -235,6 +235,9 @@ _C.MODEL.VRSP.SHAPE_PRIOR.TRAIN_LR = 1e-3
 # Overlay pictures of amodal_test.py and TensorBoard (sln_amodal/engine/visualize.py).
 _C.VIS = CfgNode()
 _C.VIS.SCORE_THRESH = 0.5  # detections scoring below this are left out of pictures
+# Of two detections in a prediction picture whose boxes overlap at more than this IoU, only the
+# higher-scoring one is drawn: NMS is per class, so one object can be detected under two classes.
+_C.VIS.DUPLICATE_IOU = 0.7
 _C.VIS.COLOUR_SEED = 0  # fixes the colour sequence of the objects
 _C.VIS.FILL_ALPHA = 0.5  # opacity of the colour filling an object's visible region
 _C.VIS.HATCH_SPACING = 6  # pixels between the diagonal lines hatching an object's hidden region

@@ -381,8 +381,8 @@ class Trainer:
             detections = {k: v.cpu() for k, v in self.model([sample_image.to(self.device)])[0].items()}
         self.model.train()
         self.events.add_picture("prediction", draw_overlay(
-            sample_image.permute(1, 2, 0), detections, self.cfg.VIS.SCORE_THRESH, class_names, self.overlay_style),
-            iteration)
+            sample_image.permute(1, 2, 0), detections, self.cfg.VIS.SCORE_THRESH, class_names, self.overlay_style,
+            duplicate_iou=self.cfg.VIS.DUPLICATE_IOU), iteration)
         if "sem_dist" in detections:
             sln = self.cfg.MODEL.SLN
             predicted, expected = matched_sem_dist_maps(

@@ -15,6 +15,7 @@ from matplotlib import colormaps
 from matplotlib.colors import hsv_to_rgb
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw, ImageFont
+from torchvision.ops import nms
 
 from ..config import CfgNode, get_default_config
 from ..numbers import UINT8_MAX
@@ -72,6 +73,18 @@ def ranks_among_drawn(depth_ranks: np.ndarray) -> np.ndarray:
     return renumbered
 
 
+def detections_to_draw(output: dict, score_thresh: float, duplicate_iou: Optional[float] = None) -> np.ndarray:
+    """Indices, in output order, of the detections a picture shows: those scoring at least
+    ``score_thresh`` and, with ``duplicate_iou``, not overlapping a higher-scoring shown one at a box
+    IoU above it (class-agnostic NMS over what per-class NMS left)."""
+    scores = torch.as_tensor(_as_numpy(output["scores"]), dtype=torch.float32)
+    keep = torch.nonzero(scores >= score_thresh).flatten()
+    if duplicate_iou is not None and len(keep) > 1:
+        boxes = torch.as_tensor(_as_numpy(output["boxes"]), dtype=torch.float32)[keep]
+        keep = keep[nms(boxes, scores[keep], duplicate_iou)].sort().values
+    return keep.numpy()
+
+
 def draw_overlay(
     image,
     output: dict,
@@ -79,8 +92,10 @@ def draw_overlay(
     class_names: Optional[Sequence[str]] = None,
     style: Optional[OverlayStyle] = None,
     resize_masks: bool = False,
+    duplicate_iou: Optional[float] = None,
 ) -> np.ndarray:
-    """Paint one image's detections scoring at least ``score_thresh`` onto it.
+    """Paint one image's detections scoring at least ``score_thresh`` onto it (with
+    ``duplicate_iou``, one per object: see ``detections_to_draw``).
 
     Per object, in its own colour and painted back to front (largest depth rank first): the visible
     region filled (alpha blend), the hidden region (amodal minus visible) hatched with diagonal
@@ -99,7 +114,7 @@ def draw_overlay(
     for name in ("amodal_masks", "visible_masks"):
         if tuple(output[name].shape[1:]) != (height, width) and not resize_masks:
             raise ValueError(f"{name} {tuple(output[name].shape[1:])} do not match the image's size {(height, width)}")
-    keep = np.flatnonzero(_as_numpy(output["scores"]) >= score_thresh)
+    keep = detections_to_draw(output, score_thresh, duplicate_iou)
     fields = {name: _rows(output[name], keep) for name in RESULT_FIELDS}
     colours = object_colours(len(keep), style.colour_seed) * UINT8_MAX
     ranks = ranks_among_drawn(fields["depth_rank"])
