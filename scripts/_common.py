@@ -1,17 +1,13 @@
-"""What the convert_*.py scripts share: the repository root on sys.path, the command line, the report."""
+"""What the convert_*.py scripts share: the command line and the report."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from sln_amodal.data.catalog import convert_dataset  # noqa: E402  (needs the repository root on sys.path)
-from sln_amodal.data.records import AnnotationError  # noqa: E402
-from sln_amodal.fileio import OutputError, refuse_existing  # noqa: E402
+from sln_amodal.data.catalog import convert_dataset
+from sln_amodal.data.records import AnnotationError
+from sln_amodal.fileio import OutputError, refuse_existing
 
 
 def converter_main(data_type: str, description: str, argv: list[str] | None = None) -> int:

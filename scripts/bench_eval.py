@@ -24,7 +24,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -34,19 +33,18 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sln_amodal.config import get_default_config  # noqa: E402
-from sln_amodal.data.readers.amodal_coco import amodal_coco_dict, read_amodal_coco, write_amodal_coco  # noqa: E402
-from sln_amodal.data.records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation  # noqa: E402
-from sln_amodal.evaluation import (  # noqa: E402
+from sln_amodal.config import get_default_config
+from sln_amodal.data.readers.amodal_coco import amodal_coco_dict, read_amodal_coco, write_amodal_coco
+from sln_amodal.data.records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from sln_amodal.evaluation import (
     AmodalEvaluator,
     detections_from_results,
     format_report,
     load_results,
     occlusion_subsets,
 )
-from sln_amodal.structures.masks import rle_areas  # noqa: E402
+from sln_amodal.structures.masks import rle_areas
 
 HEIGHT, WIDTH = 480, 640
 NUM_CATEGORIES = 5

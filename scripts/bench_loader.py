@@ -25,7 +25,6 @@ import cProfile
 import json
 import os
 import pstats
-import sys
 import tempfile
 import time
 
@@ -36,15 +35,14 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sln_amodal.data import dataset as dataset_module  # noqa: E402
-from sln_amodal.data import transforms  # noqa: E402
-from sln_amodal.data.dataset import AmodalDataset  # noqa: E402
-from sln_amodal.data.readers.amodal_coco import read_amodal_coco  # noqa: E402
-from sln_amodal.data.transforms import resized_size  # noqa: E402
-from sln_amodal.structures import masks  # noqa: E402
-from sln_amodal.structures.masks import encode_mask  # noqa: E402
+from sln_amodal.data import dataset as dataset_module
+from sln_amodal.data import transforms
+from sln_amodal.data.dataset import AmodalDataset
+from sln_amodal.data.readers.amodal_coco import read_amodal_coco
+from sln_amodal.data.transforms import resized_size
+from sln_amodal.structures import masks
+from sln_amodal.structures.masks import encode_mask
 
 IMAGE_SIZE = (480, 640)  # (height, width), COCOA's usual photo size
 OBJECTS_PER_IMAGE = 10

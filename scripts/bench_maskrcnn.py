@@ -30,12 +30,11 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sln_amodal.config import get_default_config  # noqa: E402
-from sln_amodal.modeling import build_model  # noqa: E402
-from sln_amodal.modeling.torchvision_reference import torchvision_reference  # noqa: E402
-from sln_amodal.modeling.weights import convert_torchvision_maskrcnn  # noqa: E402
+from sln_amodal.config import get_default_config
+from sln_amodal.modeling import build_model
+from sln_amodal.modeling.torchvision_reference import torchvision_reference
+from sln_amodal.modeling.weights import convert_torchvision_maskrcnn
 
 INFER_SIZE = (800, 1066)  # a COCO-sized photo: the default eval resize leaves it at 800 x 1066
 TRAIN_SIZE = (512, 512)

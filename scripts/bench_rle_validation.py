@@ -12,16 +12,13 @@ one JSON line of the figures and their ratios.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import timeit
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sln_amodal.structures.masks import segmentation_to_rle, segmentations_to_rles  # noqa: E402
+from sln_amodal.structures.masks import segmentation_to_rle, segmentations_to_rles
 
 CASES = ((480, 640, 2000), (64, 64, 10000))  # height, width, number of RLEs
 

@@ -12,25 +12,23 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from sln_amodal.config import get_default_config  # noqa: E402
-from sln_amodal.data.synthetic import SceneParams, generate_scene  # noqa: E402
-from sln_amodal.layering import (  # noqa: E402
+from sln_amodal.config import get_default_config
+from sln_amodal.data.synthetic import SceneParams, generate_scene
+from sln_amodal.layering import (
     global_layering_map,
     resolve_depth_order,
     resolve_dist_saturation,
     roi_layering_targets,
 )
-from sln_amodal.structures.masks import mask_to_bbox  # noqa: E402
+from sln_amodal.structures.masks import mask_to_bbox
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 IMAGE_SIDE = 1024
 NUM_OBJECTS = 20

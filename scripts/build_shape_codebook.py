@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sln_amodal.config import ConfigError, load_config  # noqa: E402
-from sln_amodal.data.catalog import DATA_TYPES, resolve_split  # noqa: E402
-from sln_amodal.data.records import AnnotationError  # noqa: E402
-from sln_amodal.engine.checkpoint import CheckpointError, atomic_torch_save, load_trained_model  # noqa: E402
-from sln_amodal.engine.shape_prior import build_codebook  # noqa: E402
-from sln_amodal.fileio import OutputError  # noqa: E402
-from sln_amodal.modeling.shape_prior import shape_prior_file_content  # noqa: E402
-from sln_amodal.modeling.weights import add_trust_checkpoint_option  # noqa: E402
+from sln_amodal.config import ConfigError, load_config
+from sln_amodal.data.catalog import DATA_TYPES, resolve_split
+from sln_amodal.data.records import AnnotationError
+from sln_amodal.engine.checkpoint import CheckpointError, atomic_torch_save, load_trained_model
+from sln_amodal.engine.shape_prior import build_codebook
+from sln_amodal.fileio import OutputError
+from sln_amodal.modeling.shape_prior import shape_prior_file_content
+from sln_amodal.modeling.weights import add_trust_checkpoint_option
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sln_amodal.data.catalog import resolve_split  # noqa: E402
-from sln_amodal.data.dataset import build_dataset  # noqa: E402
-from sln_amodal.engine.checkpoint import load_trained_model  # noqa: E402
-from sln_amodal.layering import resolve_depth_order, roi_layering_targets  # noqa: E402
+from sln_amodal.data.catalog import resolve_split
+from sln_amodal.data.dataset import build_dataset
+from sln_amodal.engine.checkpoint import load_trained_model
+from sln_amodal.layering import resolve_depth_order, roi_layering_targets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,23 +43,20 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import box_iou
 
+from sln_amodal.config import load_config
+from sln_amodal.data.dataset import build_dataset
+from sln_amodal.data.loader import collate_images_targets
+from sln_amodal.data.readers.amodal_coco import read_amodal_coco
+from sln_amodal.data.synthetic import SHAPES, SceneParams, write_synthetic_dataset
+from sln_amodal.engine.optimizer import build_optimizer
+from sln_amodal.engine.trainer import target_to_device
+from sln_amodal.modeling import build_model
+from sln_amodal.modeling.torchvision_reference import same_weights_pair
+
+from bench_maskrcnn import synchronize  # scripts/, this script's folder, is on sys.path
+
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(SCRIPTS)
-sys.path.insert(0, REPO_ROOT)
-
-from sln_amodal.config import load_config  # noqa: E402
-from sln_amodal.data.dataset import build_dataset  # noqa: E402
-from sln_amodal.data.loader import collate_images_targets  # noqa: E402
-from sln_amodal.data.readers.amodal_coco import read_amodal_coco  # noqa: E402
-from sln_amodal.data.synthetic import SHAPES, SceneParams, write_synthetic_dataset  # noqa: E402
-from sln_amodal.engine.optimizer import build_optimizer  # noqa: E402
-from sln_amodal.engine.trainer import target_to_device  # noqa: E402
-from sln_amodal.modeling import build_model  # noqa: E402
-from sln_amodal.modeling.torchvision_reference import same_weights_pair  # noqa: E402
-
-from bench_maskrcnn import synchronize  # noqa: E402  (scripts/ is this script's folder)
-
-
 QUICKSTART_CONFIG = os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml", "quickstart.yaml")
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SAME_BOX_IOU = 0.9  # a torchvision detection counts as reproduced by ours at this box IoU
@@ -265,8 +262,9 @@ def train_quickstart(plan: Plan, scratch: str, deadline: Deadline) -> dict:
     quickstart = load_config(QUICKSTART_CONFIG)
     iterations = max(1, round(plan.quickstart_iteration_factor * quickstart.SOLVER.MAX_ITER))
     steps = [max(1, round(plan.quickstart_iteration_factor * s)) for s in quickstart.SOLVER.STEPS]
-    data, logs, out = (os.path.join(scratch, name) for name in ("quickstart_data", "quickstart_logs", "quickstart_eval"))
-    make_data = [sys.executable, os.path.join(SCRIPTS, "make_synthetic.py"), "--out", data, "--config", QUICKSTART_CONFIG]
+    data, logs, out = (os.path.join(scratch, f"quickstart_{name}") for name in ("data", "logs", "eval"))
+    make_data = [sys.executable, os.path.join(SCRIPTS, "make_synthetic.py"), "--out", data,
+                 "--config", QUICKSTART_CONFIG]
     if plan.quickstart_images:
         make_data += ["--num-train", str(plan.quickstart_images[0]), "--num-val", str(plan.quickstart_images[1])]
     run(make_data, deadline)

@@ -16,6 +16,7 @@ if [ -d "$repo/.whl" ] && ! python3 -c "$needed" 2>/dev/null; then
 fi
 if python3 -c "$needed" 2>/dev/null; then
     python=python3
+    export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"  # the package, not installed in that image
 else
     bash "$repo/scripts/setup.sh" >&2
     python="$repo/.venv/bin/python"

@@ -12,13 +12,12 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sln_amodal.config import ConfigError, load_config  # noqa: E402
-from sln_amodal.data.synthetic import SPLIT_STREAMS, scene_params_from_config, write_synthetic_dataset  # noqa: E402
-from sln_amodal.fileio import OutputError, refuse_existing  # noqa: E402
+from sln_amodal.config import ConfigError, load_config
+from sln_amodal.data.synthetic import SPLIT_STREAMS, scene_params_from_config, write_synthetic_dataset
+from sln_amodal.fileio import OutputError, refuse_existing
 
 SPLITS = tuple(SPLIT_STREAMS)  # the splits write_synthetic_dataset writes
 
@@ -59,10 +58,10 @@ def main(argv: list[str] | None = None) -> None:
                                          cfg.SYNTHETIC.NUM_VAL, params)
     except (ConfigError, OutputError, ValueError) as err:
         sys.exit(f"error: {err}")
-    for split, annotations in splits.items():
-        objects = [obj for record in annotations.records for obj in record.objects]
+    for split, annotation_set in splits.items():
+        objects = [obj for record in annotation_set.records for obj in record.objects]
         mean_occlusion = float(np.mean([obj.occlude_rate for obj in objects])) if objects else 0.0
-        print(f"{split}: {len(annotations.records)} images, {len(objects)} objects, "
+        print(f"{split}: {len(annotation_set.records)} images, {len(objects)} objects, "
               f"mean occlude_rate {mean_occlusion:.3f} -> {os.path.join(args.out, 'annotations', split + '.json')}")
         if annotations.records and not objects:
             print(f"warning: no object of the {split} split has the {params.min_visible_area} visible pixels it needs "

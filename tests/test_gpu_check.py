@@ -36,7 +36,8 @@ def test_the_gpu_plan_builds_valid_configs():
     plan = gpu_check.FULL
     for head in gpu_check.TRAIN_HEADS:
         cfg = gpu_check.workload_config(plan, head, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0")
-        assert cfg.MODEL.BACKBONE.DEPTH == 50 and cfg.INPUT.MIN_SIZE_TRAIN == (800,) and cfg.INPUT.MAX_SIZE_TRAIN == 1333
+        assert cfg.MODEL.BACKBONE.DEPTH == 50
+        assert cfg.INPUT.MIN_SIZE_TRAIN == (800,) and cfg.INPUT.MAX_SIZE_TRAIN == 1333
         assert cfg.MODEL.ROI_MASK_HEAD.NAME == head
     quickstart = load_config(gpu_check.QUICKSTART_CONFIG)
     iterations = round(plan.quickstart_iteration_factor * quickstart.SOLVER.MAX_ITER)

@@ -3,8 +3,9 @@
 A few thousand random RLEs (count lists and strings of every kind, sizes right and wrong) and
 polygons (random lengths, values, types) must each end, within a time bound, in an RLE that
 pycocotools decodes to the image's size or in a ``SegmentationError``; for every accepted count
-string, valid or mutated, the validator's run lengths must be those of the mask pycocotools decodes. pycocotools' C code crashes or loops forever on bad counts, so the fuzzing runs in a
-subprocess (this file run as a script): a segfault or a hang fails the test instead of killing pytest.
+string, valid or mutated, the validator's run lengths must be those of the mask pycocotools decodes.
+pycocotools' C code crashes or loops forever on bad counts, so the fuzzing runs in a subprocess
+(this file run as a script): a segfault or a hang fails the test instead of killing pytest.
 """
 import json
 import subprocess
@@ -55,7 +56,8 @@ def random_segmentation(rng: np.random.Generator, height: int, width: int):
                           [-1, 1], [True, width]])
         return {"size": size, "counts": [pixels]} if size is not None else {"counts": [pixels]}
     if kind == 6:  # counts of the wrong type
-        return {"size": [height, width], "counts": pick(rng, [123, None, 1.5, ["a"], [True, pixels], {"a": 1}, [1.0] * 3])}
+        bad_counts = [123, None, 1.5, ["a"], [True, pixels], {"a": 1}, [1.0] * 3]
+        return {"size": [height, width], "counts": pick(rng, bad_counts)}
     if kind == 7:  # polygons: random lengths and coordinates, in and far outside the image
         parts = [(rng.random(int(rng.integers(0, 14))) * pick(rng, [1, 3, 1e6]) * max(height, width)
                   - rng.random() * width).tolist() for _ in range(int(rng.integers(1, 4)))]
@@ -128,7 +130,4 @@ def test_random_masks_end_in_a_valid_rle_or_a_clear_error():
 
 
 if __name__ == "__main__":
-    import os
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     print(json.dumps(fuzz()))

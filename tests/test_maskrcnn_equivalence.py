@@ -63,7 +63,8 @@ def test_training_losses_and_gradients_match_torchvision(models):
     sum(expected.values()).backward()
     sum(actual.values()).backward()
     pairs = [
-        (reference.roi_heads.mask_predictor.mask_fcn_logits.weight, ours.roi_heads.mask_branch.mask_fcn.predictor.weight),
+        (reference.roi_heads.mask_predictor.mask_fcn_logits.weight,
+         ours.roi_heads.mask_branch.mask_fcn.predictor.weight),
         (reference.roi_heads.box_predictor.bbox_pred.weight, ours.roi_heads.box_predictor.bbox_pred.weight),
         (reference.rpn.head.cls_logits.weight, ours.rpn.head.objectness_logits.weight),
         (reference.backbone.fpn.layer_blocks[0][0].weight, ours.backbone.output_convs[0].weight),

@@ -29,7 +29,8 @@ TINY = [
     "MODEL.BACKBONE.DEPTH", "18", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
     "INPUT.MIN_SIZE_TRAIN", "[96]", "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.MIN_SIZE_TEST", "96",
     "INPUT.MAX_SIZE_TEST", "128",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "100", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "100",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
     "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE", "10",
     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
@@ -103,7 +104,8 @@ def test_resume_with_last_equals_straight_run(dataset_dir, straight_run, tmp_pat
     # One loader worker this time: the data order must not depend on the worker count.
     second = train(tiny_config("SOLVER.MAX_ITER", "4", "DATALOADER.NUM_WORKERS", "1"), dataset_dir, "last", logs)
     assert second.iteration == 4
-    resumed, straight = read_checkpoint(second.checkpoint), read_checkpoint(os.path.join(straight_run, FINAL_CHECKPOINT))
+    resumed = read_checkpoint(second.checkpoint)
+    straight = read_checkpoint(os.path.join(straight_run, FINAL_CHECKPOINT))
     assert resumed["iteration"] == straight["iteration"] == 4
     assert resumed["loader"] == straight["loader"]
     assert resumed["scheduler"] == straight["scheduler"]

@@ -349,7 +349,8 @@ class Trainer:
                   if value.is_floating_point() and not torch.isfinite(value).all()]
         if broken:
             raise NonFiniteLossError(
-                f"iteration {iteration}: non-finite weights ({', '.join(broken[:5])}{', ...' if len(broken) > 5 else ''}); "
+                f"iteration {iteration}: non-finite weights "
+                f"({', '.join(broken[:5])}{', ...' if len(broken) > 5 else ''}); "
                 f"training stopped without writing {name}, so the last checkpoint, "
                 f"{find_last_checkpoint(self.logs_dir) or 'none yet'}, is intact. Lower SOLVER.BASE_LR or set "
                 f"SOLVER.CLIP_GRAD_NORM, then resume with --model {RESUME}.")
@@ -416,8 +417,9 @@ def last_checkpoint(logs_dir: str) -> str:
     """The checkpoint ``--model last`` resumes; FileNotFoundError (creating nothing) when there is none."""
     path = find_last_checkpoint(logs_dir) if os.path.isdir(logs_dir) else None
     if path is None:
-        raise FileNotFoundError(f"--model {RESUME}: no checkpoint to resume in {logs_dir} "
-                                f"({'no such folder' if not os.path.isdir(logs_dir) else f'its {LAST_CHECKPOINT_FILE} file is missing or names a missing file'})")
+        why = ("no such folder" if not os.path.isdir(logs_dir)
+               else f"its {LAST_CHECKPOINT_FILE} file is missing or names a missing file")
+        raise FileNotFoundError(f"--model {RESUME}: no checkpoint to resume in {logs_dir} ({why})")
     return path
 
 

@@ -101,7 +101,8 @@ def draw_overlay(
     region filled (alpha blend), the hidden region (amodal minus visible) hatched with diagonal
     lines, both the hidden region and the amodal mask outlined, and a label "#rank name score" at
     the top-left corner of the box, the rank counted among the objects drawn. ``image`` is
-    (H, W, 3) uint8, or float in [0, 1]; ``output`` holds the model's per-image fields (tensors or arrays) in the same pixels; ``class_names[i - 1]``
+    (H, W, 3) uint8, or float in [0, 1]; ``output`` holds the model's per-image fields (tensors or
+    arrays) in the same pixels; ``class_names[i - 1]``
     names label i (the label number when None); ``style`` defaults to the ``VIS`` defaults. With
     ``resize_masks`` the masks may be at a smaller working resolution (the boxes still in image
     pixels): each drawn object's are resized to the image's in turn (``resize_mask``), so only one

@@ -64,7 +64,8 @@ def detections_from_results(results: list, ground_truth: AnnotationSet, log: Dro
     outcomes = []  # per entry: (where, dropped field, reason) or (where, None, (image_id, category_id, size))
     for index, det in enumerate(results):
         outcomes.append((f"detection {index}", *_mask_free_outcome(det, sizes, category_ids)))
-    candidates = [index for index, (_, field, _) in enumerate(outcomes) if field is None and outcomes[index][2][2] is not None]
+    candidates = [index for index, (_, field, detail) in enumerate(outcomes)
+                  if field is None and detail[2] is not None]
     masks = segmentations_to_rles(
         [results[index][name] for name in ("segmentation", "visible_segmentation") for index in candidates],
         [outcomes[index][2][2] for index in candidates] * 2)

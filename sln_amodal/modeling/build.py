@@ -200,7 +200,8 @@ def build_roi_heads(cfg: CfgNode, backbone: FPN) -> RoIHeads:
     h, box = cfg.MODEL.ROI_HEADS, cfg.MODEL.ROI_BOX_HEAD
     name = cfg.MODEL.ROI_MASK_HEAD.NAME
     if name not in MASK_BRANCHES:
-        raise ConfigError(f"MODEL.ROI_MASK_HEAD.NAME: unknown mask branch {name!r}, registered: {sorted(MASK_BRANCHES)}")
+        raise ConfigError(
+            f"MODEL.ROI_MASK_HEAD.NAME: unknown mask branch {name!r}, registered: {sorted(MASK_BRANCHES)}")
     return RoIHeads(
         build_roi_pooler(cfg, backbone, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO),
         TwoMLPHead(backbone.out_channels * box.POOLER_RESOLUTION**2, box.FC_DIM),

@@ -143,7 +143,8 @@ class ShapePrior(nn.Module):
     def check_categories(self, categories: list[dict]) -> None:
         """Raise unless the loaded codebook file was built for ``categories`` (the model's dataset's)."""
         if self.file_categories is not None and self.file_categories != categories:
-            raise ShapePriorError(f"{self.file}: categories: built for {[c.get('name') for c in self.file_categories]}, "
+            built_for = [c.get("name") for c in self.file_categories]
+            raise ShapePriorError(f"{self.file}: categories: built for {built_for}, "
                                   f"the model has {[c.get('name') for c in categories]}")
 
     @property

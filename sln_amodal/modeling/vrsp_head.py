@@ -164,8 +164,8 @@ class VRSPHead(AmodalVisibleHead):
         if self.prior_fusion is None:
             return None
         if not self.shape_prior.has_codebook:
-            raise RuntimeError("shape-prior refinement needs a codebook: build one with scripts/build_shape_codebook.py "
-                               "and name it in MODEL.VRSP.SHAPE_PRIOR.FILE")
+            raise RuntimeError("shape-prior refinement needs a codebook: build one with "
+                               "scripts/build_shape_codebook.py and name it in MODEL.VRSP.SHAPE_PRIOR.FILE")
         with torch.no_grad():
             probabilities = select_class_maps(coarse_amodal, labels).sigmoid()
             shapes = self.shape_prior.nearest_shapes(probabilities, labels, self.shape_prior_k)  # (R, k, M, M)

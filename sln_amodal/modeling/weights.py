@@ -101,8 +101,14 @@ _TORCHVISION_KEY_PATTERNS = [
         r"roi_heads\.mask_head\.mask_fcn(\d)\.(weight|bias)",
         lambda m: f"roi_heads.mask_branch.mask_fcn.convs.{int(m[1]) - 1}.{m[2]}",
     ),
-    (r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)", lambda m: f"roi_heads.mask_branch.mask_fcn.deconv.{m[1]}"),
-    (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", lambda m: f"roi_heads.mask_branch.mask_fcn.predictor.{m[1]}"),
+    (
+        r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)",
+        lambda m: f"roi_heads.mask_branch.mask_fcn.deconv.{m[1]}",
+    ),
+    (
+        r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)",
+        lambda m: f"roi_heads.mask_branch.mask_fcn.predictor.{m[1]}",
+    ),
 ]
 _TORCHVISION_KEY_RULES = [(re.compile(pattern), rename) for pattern, rename in _TORCHVISION_KEY_PATTERNS]
 
@@ -177,7 +183,9 @@ def detect_layout(state_dict: dict[str, Tensor]) -> str:
     raise ValueError("unrecognised checkpoint layout: no backbone.bottom_up.*, backbone.body.* or conv1/layer1 keys")
 
 
-def load_pretrained(model: nn.Module, spec: str, checkpoints_dir: str = "checkpoints", trust: bool = False) -> LoadReport:
+def load_pretrained(
+    model: nn.Module, spec: str, checkpoints_dir: str = "checkpoints", trust: bool = False
+) -> LoadReport:
     """Load ``spec`` into ``model``: "coco", "imagenet", "none" or a checkpoint path.
 
     "coco" reads ``checkpoints_dir/mask_rcnn_coco.pth`` (torchvision's or this project's layout),

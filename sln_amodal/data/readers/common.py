@@ -137,7 +137,8 @@ def str_field(entry: dict, key: str, default: Any = REQUIRED) -> str:
     if value is None and default is not REQUIRED:
         return default
     if not isinstance(value, str) or not value and default is REQUIRED:
-        raise FieldError(key, "missing" if value is None else f"expected a non-empty string, got {describe_value(value)}")
+        raise FieldError(key, "missing" if value is None
+                         else f"expected a non-empty string, got {describe_value(value)}")
     return value
 
 
@@ -148,7 +149,8 @@ def box_field(entry: dict, key: str) -> Optional[list[float]]:
         return None
     if (not isinstance(value, list) or len(value) != BOX_NUMBERS
             or not all(is_finite_number(v) for v in value)):
-        raise FieldError(key, f"expected {BOX_NUMBERS} finite numbers [x, y, width, height], got {describe_value(value)}")
+        raise FieldError(
+            key, f"expected {BOX_NUMBERS} finite numbers [x, y, width, height], got {describe_value(value)}")
     return list(value)
 
 

@@ -79,7 +79,8 @@ def read_kins(
         depths[id(ann)] = _cluster_and_order(ann)  # malformed ones drop the annotation before it is built
         return build_object(
             log, where, record.height, record.width, category_id, ann.get(schema.amodal), ann[schema.visible],
-            iscrowd=bool_field(ann, "iscrowd"), ann_id=int_field(ann, "id", None), source_bbox=box_field(ann, schema.box),
+            iscrowd=bool_field(ann, "iscrowd"), ann_id=int_field(ann, "id", None),
+            source_bbox=box_field(ann, schema.box),
         )
 
     def fill_record(record: ImageRecord, image: dict, annotations: list, where: str) -> bool:
