@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         mean_occlusion = float(np.mean([obj.occlude_rate for obj in objects])) if objects else 0.0
         print(f"{split}: {len(annotation_set.records)} images, {len(objects)} objects, "
               f"mean occlude_rate {mean_occlusion:.3f} -> {os.path.join(args.out, 'annotations', split + '.json')}")
-        if annotations.records and not objects:
+        if annotation_set.records and not objects:
             print(f"warning: no object of the {split} split has the {params.min_visible_area} visible pixels it needs "
                   f"(SYNTHETIC.MIN_VISIBLE_AREA) in {params.height}x{params.width} images; use larger images",
                   file=sys.stderr)
