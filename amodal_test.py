@@ -41,7 +41,7 @@ from sln_amodal.data.dataset import UnreadableImageError, read_image
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
 from sln_amodal.engine.inference import category_ids_of, predictions_to_results
 from sln_amodal.engine.visualize import detections_to_draw, draw_overlay, overlay_style, sem_dist_picture
-from sln_amodal.fileio import OutputError, prepare_output_folder, refuse_input_overlap
+from sln_amodal.fileio import OutputError, atomic_write, atomic_write_text, prepare_output_folder, refuse_input_overlap
 from sln_amodal.modeling.shape_prior import ShapePriorError
 from sln_amodal.modeling.weights import add_trust_checkpoint_option
 
@@ -142,20 +142,24 @@ def run(args: argparse.Namespace) -> None:
         entries = [{**entry, "file_name": name}
                    for entry in predictions_to_results(output, image_id, category_ids, mask_size=photo_size)]
         stem = os.path.join(args.out, stems[name])
-        with open(f"{stem}.json", "w", encoding="utf-8") as f:
-            json.dump(entries, f)
+        atomic_write_text(json.dumps(entries), f"{stem}.json")
         overlay = draw_overlay(image, output, score_thresh, class_names, style, resize_masks=True,
                                duplicate_iou=cfg.VIS.DUPLICATE_IOU)
-        Image.fromarray(overlay).save(f"{stem}.png")
+        save_picture(overlay, f"{stem}.png")
         shown = torch.from_numpy(detections_to_draw(output, score_thresh, cfg.VIS.DUPLICATE_IOU))
         if args.sem_dist:
             picture = sem_dist_picture(output[SEM_DIST_FIELD][shown], None, cfg.MODEL.SLN.NUM_LAYERS)
-            Image.fromarray(picture).save(f"{stem}{SEM_DIST_SUFFIX}.png")
+            save_picture(picture, f"{stem}{SEM_DIST_SUFFIX}.png")
         done += 1
         detections += len(entries)
         drawn += len(shown)
     print(f"{done} images done, {unreadable} unreadable and {len(others)} other files skipped, "
           f"{detections} detections written ({drawn} drawn: score >= {score_thresh}, one per object) to {args.out}")
+
+
+def save_picture(pixels, path: str) -> None:
+    """An (H, W, 3) uint8 picture as a PNG, written atomically: a killed run leaves no half picture."""
+    atomic_write(path, lambda f: Image.fromarray(pixels).save(f, format="PNG"), binary=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -50,6 +50,7 @@ from sln_amodal.data.readers.amodal_coco import read_amodal_coco
 from sln_amodal.data.synthetic import SHAPES, SceneParams, write_synthetic_dataset
 from sln_amodal.engine.optimizer import build_optimizer
 from sln_amodal.engine.trainer import target_to_device
+from sln_amodal.fileio import atomic_write_text
 from sln_amodal.modeling import build_model
 from sln_amodal.modeling.torchvision_reference import same_weights_pair
 
@@ -378,8 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             report["seconds"][name] = round(time.perf_counter() - start, 1)
             print(f"{name}: {json.dumps(report['sections'][name])}", flush=True)
             if args.out:  # what was measured survives a kill of the whole check
-                with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
-                    json.dump(report, f)
+                atomic_write_text(json.dumps(report), os.path.join(args.out, "gpu_check.json"))
     print(json.dumps(report))
     return 1 if report["failed"] else 0
 

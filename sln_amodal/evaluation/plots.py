@@ -5,9 +5,12 @@ global backend state) is not involved.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..fileio import atomic_write
 from .amodal_eval import ALL_BUCKET, EvaluationResult
 from .metrics import SUMMARY_IOUS, UNDEFINED
 
@@ -29,7 +32,8 @@ def plot_pr_curves(result: EvaluationResult, path: str) -> None:
     _style(axes[1], "amodal masks by occlusion (IoU .50:.95)")
     _plot_by_iou(axes[2], recall, visible.precision[..., 0, -1], result.iou_thresholds, "visible masks")
     figure.tight_layout()
-    figure.savefig(path)
+    # The format is named: the file object written to has no suffix to guess it from.
+    atomic_write(path, lambda f: figure.savefig(f, format=os.path.splitext(path)[1][1:] or "png"), binary=True)
 
 
 def _plot_by_iou(axis, recall: np.ndarray, precision: np.ndarray, ious: np.ndarray, title: str) -> None:
