@@ -51,10 +51,9 @@ def _nearest_source_indices(in_size: int, out_size: int, device: torch.device) -
 class ResizeShortestEdge:
     """Short side to a size drawn from ``min_sizes``, long side capped at ``max_size``.
 
-    The image is resized bilinearly (uint8 images stay uint8: torch's fixed-point
-    kernel, within one grey level of the float resize) and the
-    masks by nearest neighbour to the same size; boxes are scaled by the per-axis size ratios (as
-    torchvision's ``resize_boxes``).
+    The image is resized bilinearly (a uint8 image stays uint8: torch's fixed-point kernel, within
+    one grey level of the float resize) and the masks by nearest neighbour to the same size; boxes
+    are scaled by the per-axis size ratios (as torchvision's ``resize_boxes``).
     """
 
     def __init__(self, min_sizes: Sequence[int], max_size: int):
