@@ -19,6 +19,7 @@ from sln_amodal.modeling.anchors import AnchorGenerator
 from sln_amodal.modeling.box_coder import BoxCoder
 from sln_amodal.modeling.build import build_image_transform, build_mask_rcnn_head
 from sln_amodal.modeling.image_transform import paste_masks_in_image
+from sln_amodal.modeling.mask_head import graph_keeping_zero
 from sln_amodal.modeling.matcher import Matcher
 from sln_amodal.modeling.norm import FrozenBatchNorm2d, conv_norm
 from sln_amodal.modeling.poolers import MultiScaleRoIAlign, assign_boxes_to_levels
@@ -321,3 +322,15 @@ def test_pluggable_mask_branch_gets_positives_and_its_maps_are_pasted():
         assert torch.equal(detection["layer_count"], torch.full((count,), 3.0))
         assert detection["amodal_masks"].shape == (count, *image.shape[-2:])  # finalize ran
     assert model.roi_heads.mask_branch.seen[-1].matched_gt is None
+
+
+def test_graph_keeping_zero_is_zero_and_reaches_every_tensor():
+    """The loss of a batch without positive RoIs: 0, with a (zero) gradient for every parameter behind it."""
+    features = torch.ones(2, 3, requires_grad=True)
+    empty = torch.zeros(0, 4, requires_grad=True)
+    layer = torch.nn.Linear(3, 1)
+    zero = graph_keeping_zero(layer(features), empty, *layer.parameters())
+    zero.backward()
+    assert zero.item() == 0
+    assert torch.equal(features.grad, torch.zeros(2, 3)) and torch.equal(empty.grad, torch.zeros(0, 4))
+    assert all(p.grad is not None and not p.grad.any() for p in layer.parameters())

@@ -39,12 +39,17 @@ def roi_mask_targets(rois: RoIBatch, gt_masks: list[Tensor], size: int) -> Tenso
     return torch.cat([crop_masks_to_boxes(m, b, i, size) for m, b, i in zip(gt_masks, rois.boxes, rois.matched_gt)])
 
 
+def graph_keeping_zero(*tensors: Tensor) -> Tensor:
+    """A zero loss that still depends on ``tensors``: with nothing to learn from (no positive RoI),
+    the parameters behind them still take part in the backward pass, which DDP needs."""
+    return sum(tensor.sum() * 0 for tensor in tensors)
+
+
 def class_mask_loss(mask_logits: Tensor, labels: Tensor, mask_targets: Tensor, weights: Tensor | None = None) -> Tensor:
     """Per-pixel BCE between the (R, K, M, M) logits of each RoI's class and its (R, M, M) target,
     averaged per RoI, scaled by the RoI's ``weights`` (R,) if given, then averaged over the RoIs."""
     if mask_targets.numel() == 0:
-        # No positive RoI: a zero that still depends on the parameters keeps DDP's graph complete.
-        return mask_logits.sum() * 0
+        return graph_keeping_zero(mask_logits)
     maps = select_class_maps(mask_logits, labels)
     if weights is None:
         return F.binary_cross_entropy_with_logits(maps, mask_targets)

@@ -29,7 +29,7 @@ from ..layering import (
 )
 from .global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
 from .layers import conv_stack, init_predictor, init_trunk
-from .mask_head import UPSAMPLE_FACTOR, select_class_maps
+from .mask_head import UPSAMPLE_FACTOR, graph_keeping_zero, select_class_maps
 from .poolers import MultiScaleRoIAlign, boxes_to_rois
 from .roi_align import roi_align
 from .roi_heads import RoIBatch
@@ -173,7 +173,7 @@ class SLNHead(nn.Module):
         losses = {"loss_global_layering": weight_global * global_layering_loss(global_logits, global_targets)}
         if len(layer_targets) == 0:
             # No positive RoI: zeros that still depend on the parameters keep DDP's graph complete.
-            zero = instance_logits.sum() * 0 + sem_dist.sum() * 0
+            zero = graph_keeping_zero(instance_logits, sem_dist)
             return {**losses, "loss_instance_layering": zero, "loss_sem_dist": zero}
         # A weighted mean over the cells: the same scale as the plain mean when nothing overlaps.
         cell_weights = torch.where(overlap & (layer_targets > 0), self.overlap_cell_weight, 1.0)  # (R, M, M)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..layering import count_true
 from .amodal_visible_head import AmodalVisibleHead
-from .mask_head import UPSAMPLE_FACTOR, class_mask_loss, roi_mask_targets, select_class_maps
+from .mask_head import UPSAMPLE_FACTOR, class_mask_loss, graph_keeping_zero, roi_mask_targets, select_class_maps
 from .poolers import MultiScaleRoIAlign
 from .roi_heads import RoIBatch
 from .shape_prior import ShapePrior, reconstruction_loss
@@ -66,7 +66,7 @@ def binary_iou(predicted: Tensor, target: Tensor) -> Tensor:
 def cosine_distance(features: Tensor, targets: Tensor) -> Tensor:
     """Mean over the RoIs of 1 - cos(features, targets), each RoI's features flattened."""
     if features.numel() == 0:
-        return features.sum() * 0
+        return graph_keeping_zero(features)
     return (1 - F.cosine_similarity(features.flatten(1), targets.flatten(1), dim=1)).mean()
 
 
@@ -229,7 +229,7 @@ class VRSPHead(AmodalVisibleHead):
             losses["loss_reclassification"] = self.reclassification_loss(x, visible1, labels, gt_visible)
         if self.reconstruction_weight:
             binary = (gt_amodal >= 0.5).to(x.dtype)
-            loss = reconstruction_loss(self.shape_prior.autoencoder, binary) if len(binary) else x.sum() * 0
+            loss = reconstruction_loss(self.shape_prior.autoencoder, binary) if len(binary) else graph_keeping_zero(x)
             losses["loss_shape_reconstruction"] = self.reconstruction_weight * loss
         return losses
 
@@ -260,7 +260,7 @@ class VRSPHead(AmodalVisibleHead):
         """VAR: class cross-entropy on the features under the predicted visible attention (weighted by
         that mask's IoU with the GT) and under the GT visible mask (weighted by the GT weight)."""
         if len(labels) == 0:
-            return sum(p.sum() * 0 for p in self.reclassifier.parameters()) + x.sum() * 0
+            return graph_keeping_zero(x, *self.reclassifier.parameters())
         with torch.no_grad():
             predicted_attention = mask_attention(visible1, labels)
             weights = torch.cat([
