@@ -38,8 +38,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sln_amodal.config import ConfigError
 from sln_amodal.data.dataset import UnreadableImageError, read_image
+from sln_amodal.data.records import category_ids_of, class_names_of
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
-from sln_amodal.engine.inference import category_ids_of, predictions_to_results
+from sln_amodal.engine.inference import predictions_to_results
 from sln_amodal.engine.visualize import detections_to_draw, draw_overlay, overlay_style, sem_dist_picture
 from sln_amodal.fileio import OutputError, atomic_write, atomic_write_text, prepare_output_folder, refuse_input_overlap
 from sln_amodal.modeling.shape_prior import ShapePriorError
@@ -121,9 +122,7 @@ def run(args: argparse.Namespace) -> None:
     score_thresh = cfg.VIS.SCORE_THRESH if args.score_thresh is None else args.score_thresh
     for name in others:
         logger.info("skipping %s: not an image file (%s)", os.path.join(args.images, name), ", ".join(IMAGE_EXTENSIONS))
-    category_ids = category_ids_of(categories)
-    names_by_id = {int(c["id"]): c["name"] for c in categories}
-    class_names = [names_by_id[i] for i in category_ids]
+    category_ids, class_names = category_ids_of(categories), class_names_of(categories)
     style = overlay_style(cfg)
     stems = output_stems(images)
     done = unreadable = detections = drawn = 0

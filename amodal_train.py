@@ -29,10 +29,10 @@ from sln_amodal.config import CfgNode, ConfigError, load_config
 from sln_amodal.data.catalog import DATA_TYPES, resolve_split
 from sln_amodal.data.dataset import build_dataset
 from sln_amodal.data.loader import build_eval_loader
-from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog
+from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, category_ids_of
 from sln_amodal.engine import distributed
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
-from sln_amodal.engine.inference import category_ids_of, run_inference
+from sln_amodal.engine.inference import run_inference
 from sln_amodal.engine.trainer import NonFiniteLossError, train
 from sln_amodal.evaluation import AmodalEvaluator, format_report, load_results, plot_pr_curves, write_metrics
 from sln_amodal.fileio import OutputError, atomic_write_text, prepare_output_folder

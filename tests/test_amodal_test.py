@@ -20,7 +20,8 @@ from sln_amodal.data.dataset import build_dataset
 from sln_amodal.data.loader import build_eval_loader
 from sln_amodal.data.synthetic import SceneParams, synthetic_categories, write_synthetic_dataset
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model, save_checkpoint
-from sln_amodal.engine.inference import category_ids_of, run_inference
+from sln_amodal.data.records import category_ids_of
+from sln_amodal.engine.inference import run_inference
 from sln_amodal.modeling.build import build_model
 from sln_amodal.structures.masks import decode_rle, mask_to_bbox
 

@@ -8,8 +8,15 @@ import torch
 from matplotlib import colormaps
 
 from sln_amodal.config import get_default_config
-from sln_amodal.data.records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
-from sln_amodal.engine.inference import category_ids_of, predictions_to_results
+from sln_amodal.data.records import (
+    AnnotationSet,
+    DropLog,
+    ImageRecord,
+    ObjectAnnotation,
+    category_ids_of,
+    class_names_of,
+)
+from sln_amodal.engine.inference import predictions_to_results
 from sln_amodal.engine.visualize import (
     MAP_GAP,
     SEM_DIST_COLORMAP,
@@ -140,6 +147,14 @@ def test_overlay_fills_visible_and_hatches_hidden():
     assert (picture[HEIGHT - 10:, :30] == 100).all()
     assert (picture[:15, 5:60] == 0).all(axis=2).any()
     assert not (picture[:15, 60:] != 100).any()
+
+
+def test_labels_follow_category_ids_whatever_the_file_order():
+    """Label i is the i-th smallest category id, for the targets, the results and the class names alike."""
+    categories = [{"id": 9, "name": "cup"}, {"id": 2}, {"id": 5, "name": "box"}]  # unordered, one unnamed
+    assert category_ids_of(categories) == [2, 5, 9]
+    assert class_names_of(categories) == ["2", "box", "cup"]
+    assert AnnotationSet(categories, []).contiguous_ids() == {2: 1, 5: 2, 9: 3}
 
 
 def test_overlay_ranks_count_among_the_drawn_objects():

@@ -8,7 +8,8 @@ from sln_amodal.data.loader import build_eval_loader
 from sln_amodal.data.readers.amodal_coco import read_amodal_coco
 from sln_amodal.data.records import DropLog
 from sln_amodal.data.synthetic import SceneParams, write_synthetic_dataset
-from sln_amodal.engine.inference import category_ids_of, run_inference
+from sln_amodal.data.records import category_ids_of
+from sln_amodal.engine.inference import run_inference
 from sln_amodal.engine.trainer import train
 from sln_amodal.evaluation import AmodalEvaluator
 from sln_amodal.evaluation.detections import detections_from_results

@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,18 @@ class AnnotationSet:
 
     def contiguous_ids(self) -> dict[int, int]:
         """Dataset category id -> contiguous label 1..C (0 is background), in id order."""
-        return {c["id"]: i + 1 for i, c in enumerate(sorted(self.categories, key=lambda c: c["id"]))}
+        return {category_id: label for label, category_id in enumerate(category_ids_of(self.categories), start=1)}
+
+
+def category_ids_of(categories: Iterable[dict]) -> list[int]:
+    """Dataset category ids in label order: label i (1..C) is ``category_ids[i - 1]`` (ids sorted)."""
+    return sorted(int(c["id"]) for c in categories)
+
+
+def class_names_of(categories: Iterable[dict]) -> list[str]:
+    """Category names in label order (the id where a category has no name): ``names[i - 1]`` names label i."""
+    by_id = {int(c["id"]): str(c.get("name", c["id"])) for c in categories}
+    return [by_id[category_id] for category_id in category_ids_of(categories)]
 
 
 class AnnotationError(ValueError):

@@ -6,7 +6,7 @@ A results entry is one detection in the COCO results style, extended for amodal 
      "segmentation": amodal RLE, "visible_segmentation": visible RLE, "depth_rank": 1 = front-most}
 
 Model outputs carry contiguous labels 1..C; ``category_ids[label - 1]`` is the dataset's id (the
-categories sorted by id, see ``AnnotationSet.contiguous_ids``).
+categories sorted by id: ``data.records.category_ids_of``).
 """
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ from ..structures.masks import encode_mask, encode_masks, resize_mask
 
 # What every mask head's eval output must hold for results entries (the shared output structure).
 RESULT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "depth_rank")
-
-
-def category_ids_of(categories: Iterable[dict]) -> list[int]:
-    """Dataset category ids in label order: label i (1..C) is ``category_ids[i - 1]``."""
-    return sorted(int(c["id"]) for c in categories)
 
 
 def check_output_fields(output: dict, where: str) -> None:

@@ -34,6 +34,7 @@ from ..config.checks import check_config
 from ..data.catalog import resolve_split
 from ..data.dataset import SKIPPED_IMAGES_FIELD, build_dataset
 from ..data.loader import build_train_loader
+from ..data.records import class_names_of
 from ..fileio import atomic_write_text, prepare_output_folder, remove_stale_temporaries
 from ..modeling.build import build_model
 from ..modeling.weights import load_pretrained
@@ -372,7 +373,7 @@ class Trainer:
 
     def write_pictures(self, iteration: int, image: Tensor, target: dict) -> None:
         """The current input with its ground truth, and the prediction on the fixed picture sample."""
-        class_names = [str(c.get("name", c["id"])) for c in self.categories]
+        class_names = class_names_of(self.categories)  # in label order, whatever the file's order
         ground_truth = {**target, "scores": torch.ones(len(target["boxes"]))}
         self.events.add_picture("input_ground_truth", draw_overlay(
             image.permute(1, 2, 0), ground_truth, 0.0, class_names, self.overlay_style), iteration)
