@@ -44,6 +44,8 @@ from sln_amodal.data.transforms import resized_size
 from sln_amodal.structures import masks
 from sln_amodal.structures.masks import encode_mask
 
+from bench_maskrcnn import structured_image  # scripts/, this script's folder, is on sys.path
+
 IMAGE_SIZE = (480, 640)  # (height, width), COCOA's usual photo size
 OBJECTS_PER_IMAGE = 10
 POLYGON_VERTICES = 16
@@ -76,18 +78,18 @@ def write_cocoa_like_split(out_dir: str, num_images: int, seed: int = 0) -> tupl
     os.makedirs(image_dir, exist_ok=True)
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
-        photo = _smooth_photo(rng, height, width)
+        photo = structured_image(height, width, image_id).permute(1, 2, 0).numpy() * 255
         polygons = [_random_polygon(rng, height, width) for _ in range(OBJECTS_PER_IMAGE)]  # back to front
+        polygon_rles = [mask_utils.frPyObjects([p.tolist()], height, width)[0] for p in polygons]
         # pycocotools' raster of the polygons, so that the visible masks lie inside the amodal ones exactly
-        amodal = np.stack([mask_utils.decode(mask_utils.frPyObjects([p.tolist()], height, width)[0]).astype(bool)
-                           for p in polygons])
+        amodal = np.stack([mask_utils.decode(rle).astype(bool) for rle in polygon_rles])
         covered = np.zeros((height, width), dtype=bool)
         for index in range(OBJECTS_PER_IMAGE - 1, -1, -1):
             visible = amodal[index] & ~covered
             covered |= amodal[index]
             photo[amodal[index]] = rng.random(3) * 255
             rle = encode_mask(visible)
-            box = mask_utils.toBbox(mask_utils.frPyObjects([polygons[index].tolist()], height, width)[0]).tolist()
+            box = mask_utils.toBbox(polygon_rles[index]).tolist()
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                 "segmentation": [polygons[index].tolist()], "bbox": box, "area": float(amodal[index].sum()),
@@ -101,11 +103,6 @@ def write_cocoa_like_split(out_dir: str, num_images: int, seed: int = 0) -> tupl
         json.dump({"images": images, "annotations": annotations,
                    "categories": [{"id": 1, "name": "object", "supercategory": "object"}]}, f)
     return annotation_path, image_dir
-
-
-def _smooth_photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    coarse = torch.from_numpy(rng.random((1, 3, 6, 8), dtype=np.float32) * 255)
-    return F.interpolate(coarse, size=(height, width), mode="bilinear")[0].permute(1, 2, 0).numpy().copy()
 
 
 def _random_polygon(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
