@@ -19,9 +19,14 @@ Contract:
 - VRSP-Net's shape-prior codebook is built from the training split once per seed (SOLVER.SEED seeds
   its auto-encoder and k-means, so the seed spread covers it); its time is reported apart from
   train s/iter.
-- Output: OUT/<method>/seed<S>/ holds one run (train/, eval/metrics.json, eval/pr_curves.png, and
-  shape_prior.pth for VRSP-Net); OUT/comparison.md the table and notes; OUT/comparison.json every
-  run (with its seed and metrics), each method's aggregates and the verdicts.
+- Output: OUT/<method>/seed<S>/ holds one run (train/, eval/metrics.json, eval/pr_curves.png,
+  shape_prior.pth for VRSP-Net, and run.json once scored); OUT/comparison.md the table and notes;
+  OUT/comparison.json every run (with its seed and metrics), each method's aggregates and the
+  verdicts.
+- Resuming: a run whose run.json records the same method, seed, iterations, dataset and resolved
+  config (every value, after the files and overrides) is read back instead of trained again, so
+  an interrupted comparison, or one run method by method into the same --out, trains each run
+  once. The table covers the methods named in this call.
 - Aggregates: mean ± spread over the seeds, spread = half the range, (max - min) / 2; one seed shows
   just the value. A value of -1 (undefined) is n/a and left out of the mean.
 - Verdict: per baseline, whether the SLN's mean depth order and heavy-occlusion AP exceed the
@@ -31,6 +36,7 @@ Contract:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -76,6 +82,7 @@ METHODS = [
     Method("vrsp", "VRSP-Net (CtRef VAR SPRef SPRet FM)", "quickstart_vrsp.yaml", needs_codebook=True),
 ]
 SLN_KEY = "sln"
+RUN_RECORD = "run.json"  # in each run's folder, once it is scored
 
 
 @dataclass(frozen=True)
@@ -163,12 +170,30 @@ def run_folder(out: str, method: Method, seed: int) -> str:
     return os.path.join(out, method.key, f"seed{seed}")
 
 
+def finished_run(folder: str, run: dict) -> dict | None:
+    """The run recorded in ``folder`` by an earlier invocation with the same method, seed, iterations,
+    dataset and resolved config (a hash of every value), or None (then it is trained again)."""
+    path = os.path.join(folder, RUN_RECORD)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        recorded = json.load(f)
+    return recorded if all(recorded.get(key) == value for key, value in run.items()) else None
+
+
 def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
-    """Train, run and score one (method, seed); returns its entry of comparison.json's runs."""
+    """Train, run and score one (method, seed); returns its entry of comparison.json's runs. A run
+    that an interrupted or partial comparison already finished in the same folder is read back."""
     folder = run_folder(args.out, method, seed)
     config = os.path.join(CONFIG_DIR, method.config)
     overrides = schedule_overrides(args.iters) + args.overrides + seed_overrides(seed)
-    run = {"key": method.key, "method": method.title, "config": method.config, "seed": seed, "iters": args.iters}
+    resolved = hashlib.sha256(load_config(config, overrides).dump().encode()).hexdigest()
+    run = {"key": method.key, "method": method.title, "config": method.config, "seed": seed, "iters": args.iters,
+           "dataset": os.path.abspath(args.dataset), "config_sha256": resolved}
+    recorded = finished_run(folder, run)
+    if recorded is not None:
+        print(f"[compare] {method.title}, seed {seed}: finished earlier, read from {folder}")
+        return recorded
     if method.needs_codebook:
         codebook = os.path.join(folder, "shape_prior.pth")
         run["codebook_s"] = build_method_codebook(load_config(config, overrides), args.dataset, codebook)
@@ -191,6 +216,7 @@ def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
     score_results(cfg, annotations, results_path, eval_dir)
     with open(os.path.join(eval_dir, "metrics.json")) as f:
         run["metrics"] = json.load(f)
+    atomic_write_text(json.dumps(run, indent=1), os.path.join(folder, RUN_RECORD))
     return run
 
 

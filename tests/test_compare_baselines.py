@@ -103,6 +103,23 @@ def test_two_methods_two_seeds_are_aggregated(dataset, tmp_path):
                for line in notes)
     assert any("half the range" in line for line in notes)
 
+    # A second call into the same folder reads the finished runs back instead of training again.
+    model_file = os.path.join(out, "sln", "seed1", "train", "model_final.pth")
+    trained_at = os.stat(model_file).st_mtime_ns
+    compare_baselines.main(["--out", out, "--dataset", dataset, "--methods", "sln", "--seeds", "1", *CHEAP])
+    again, table, _ = read_outputs(out)
+    assert again["runs"] == [runs[1]] and os.stat(model_file).st_mtime_ns == trained_at
+    assert [row[0] for row in table[1:]] == ["SLN"]
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    run = {"key": "sln", "config": "quickstart.yaml", "seed": 0, "iters": 2, "dataset": "/d", "config_sha256": "ab"}
+    assert compare_baselines.finished_run(str(tmp_path), run) is None
+    (tmp_path / compare_baselines.RUN_RECORD).write_text(json.dumps({**run, "metrics": {}}))
+    assert compare_baselines.finished_run(str(tmp_path), run) == {**run, "metrics": {}}
+    for changed in ({"iters": 3}, {"config_sha256": "cd"}, {"seed": 1}, {"dataset": "/e"}):
+        assert compare_baselines.finished_run(str(tmp_path), {**run, **changed}) is None
+
 
 def test_vrsp_builds_its_codebook_per_seed(dataset, tmp_path):
     out = str(tmp_path / "compare")

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import skimage.color
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -178,16 +179,19 @@ def test_easy_preset_draws_flat_convex_shapes_that_still_overlap():
     params = _preset("easy")
     assert params.shapes == ("ellipse", "rectangle", "triangle")
     assert [c["name"] for c in synthetic_categories(params.shapes)] == list(params.shapes)
+    assert params.textures == ("vivid",) and params.shadow_strength > 0
     rates = []
     for index in range(40):
         image, objects = generate_scene(scene_rng(0, "train", index), params)
         covered = np.any([obj.amodal for obj in objects], axis=0)
-        background = image[~covered].astype(float)
-        # Flat fills: one colour per region, up to the grain and sensor noise.
+        unshaded = ~np.any([_shift(obj.amodal, params.shadow_offset) for obj in objects], axis=0)
+        background = image[~covered & unshaded].astype(float)
+        # Flat fills: one colour per region outside the shadows, up to the grain and sensor noise.
         assert background.std(axis=0).max() < 0.06 * 255
         for obj in objects:
             assert 1 <= obj.category_id <= 3
-            assert image[obj.visible].astype(float).std(axis=0).max() < 0.06 * 255
+            lit = image[obj.visible & unshaded].astype(float)
+            assert len(lit) < 2 or lit.std(axis=0).max() < 0.06 * 255
             rates.append(1.0 - obj.visible.sum() / obj.amodal.sum())
     rates = np.array(rates)
     assert (rates > 0).mean() >= 0.3 and rates.mean() >= 0.15  # what the quickstart promises
@@ -203,6 +207,49 @@ def test_dark_backgrounds_and_bright_fills_keep_their_channel_ranges():
             assert np.median(image[obj.visible], axis=0).min() >= 0.4 * 255 - 4  # medians of few grainy pixels
 
 
+def _shift(mask, offset):
+    """``mask`` moved by (rows, columns) pixels, computed here independently of the generator."""
+    rows, columns = np.nonzero(mask)
+    rows, columns = rows + offset[0], columns + offset[1]
+    inside = (rows >= 0) & (rows < mask.shape[0]) & (columns >= 0) & (columns < mask.shape[1])
+    moved = np.zeros_like(mask)
+    moved[rows[inside], columns[inside]] = True
+    return moved
+
+
+def test_vivid_fills_give_the_objects_of_a_scene_distinct_saturated_hues():
+    params = _params(textures=("vivid",), min_objects=5, max_objects=5, occlusion=0.0, min_visible_area=64)
+    for index in range(10):
+        image, objects = generate_scene(scene_rng(0, "train", index), params)
+        colours = np.array([np.median(image[obj.visible], axis=0) for obj in objects]) / 255
+        hsv = skimage.color.rgb2hsv(colours[None].astype(np.float32))[0]
+        assert hsv[:, 1].min() >= 0.6 and hsv[:, 2].min() >= 0.75  # saturated and light, up to the grain
+        hue_gaps = np.abs(hsv[:, None, 0] - hsv[None, :, 0])
+        hue_gaps = np.minimum(hue_gaps, 1 - hue_gaps)[~np.eye(len(objects), dtype=bool)]
+        assert hue_gaps.min() * 360 >= 45  # 52 degrees apart by construction, less what the grain moves
+
+
+def test_drop_shadows_darken_only_what_lies_behind_each_object():
+    plain, shaded = _params(), _params(shadow_strength=0.5, shadow_offset=(2, 3))
+    for index in range(10):
+        image, objects = generate_scene(scene_rng(0, "train", index), plain)
+        shaded_image, shaded_objects = generate_scene(scene_rng(0, "train", index), shaded)
+        for obj, shaded_obj in zip(objects, shaded_objects):  # shadows change the pixels, not the scene
+            assert np.array_equal(obj.amodal, shaded_obj.amodal) and np.array_equal(obj.visible, shaded_obj.visible)
+        # A pixel is in shadow where an object shifted by the offset covers it and the object itself,
+        # or one in front of it, does not: the object darkens what was painted before it.
+        in_shadow = np.zeros(image.shape[:2], dtype=bool)
+        painted_in_front = np.zeros_like(in_shadow)
+        for obj in objects:  # front-most first
+            in_shadow |= _shift(obj.amodal, (2, 3)) & ~obj.amodal & ~painted_in_front
+            painted_in_front |= obj.amodal
+        assert in_shadow.any()
+        unchanged = ~in_shadow
+        assert np.array_equal(image[unchanged], shaded_image[unchanged])
+        ratio = shaded_image[in_shadow].astype(float).sum() / image[in_shadow].astype(float).sum()
+        assert 0.4 < ratio < 0.6
+
+
 def test_scene_params_reject_unknown_fills_and_shapes():
     with pytest.raises(ValueError, match="shapes"):
         _params(shapes=("ellipse", "hexagon"))
@@ -210,3 +257,5 @@ def test_scene_params_reject_unknown_fills_and_shapes():
         _params(backgrounds=())
     with pytest.raises(ValueError, match="textures"):
         _params(textures=("flat", "flat"))
+    with pytest.raises(ValueError, match="shadow_strength"):
+        _params(shadow_strength=1.5)

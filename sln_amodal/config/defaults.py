@@ -57,10 +57,16 @@ _C.SYNTHETIC.MIN_VISIBLE_AREA = 16
 _C.SYNTHETIC.SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")
 # What each image's background and each object's fill is drawn from (one picked at random):
 # backgrounds among flat, dark (flat, every channel <= 0.25), gradient, smooth_noise, photo, texture;
-# fills among flat, bright (flat, every channel >= 0.4), stripes, checker, texture. The difficulty
+# fills among flat, bright (flat, every channel >= 0.4), vivid (flat, saturated, the hues of a
+# scene's objects at least 52 degrees apart), stripes, checker, texture. The difficulty
 # presets (yaml/synthetic_{easy,hard}.yaml) set these together.
 _C.SYNTHETIC.BACKGROUNDS = ("gradient", "smooth_noise", "photo", "texture")
 _C.SYNTHETIC.TEXTURES = ("flat", "stripes", "checker", "texture")
+# Drop shadows: each object darkens what lies behind it (the background and the objects painted
+# before it) under its own shape shifted by SHADOW_OFFSET (rows, columns) pixels, by the fraction
+# SHADOW_STRENGTH (0: no shadows).
+_C.SYNTHETIC.SHADOW_STRENGTH = 0.0
+_C.SYNTHETIC.SHADOW_OFFSET = (2, 2)
 
 # -------------------------------------------------------------------------------------- model
 _C.MODEL = CfgNode()

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import skimage.color
 import skimage.data
 from PIL import Image
 from skimage.draw import polygon2mask
@@ -43,6 +44,12 @@ SMOOTH_NOISE_GRID_RANGE = (2, 8)  # control points per side of a smooth colour f
 FLAT_TEXTURE_NOISE_STD = 0.04  # grain on single-colour fills
 DARK_CHANNEL_MAX = 0.25  # "dark" backgrounds: a flat colour with every channel at most this
 BRIGHT_CHANNEL_MIN = 0.4  # "bright" fills: a flat colour with every channel at least this
+# "vivid" fills: saturated flat colours whose hues differ between the objects of a scene. Object i
+# of a scene gets hue h0 + i * golden angle (h0 random): any two of the first five differ by at
+# least 52 degrees, so every boundary between two objects shows.
+VIVID_HUE_STEP = (3 - 5**0.5) / 2  # the golden angle, as a fraction of the hue circle
+VIVID_SATURATION_RANGE = (0.7, 1.0)
+VIVID_VALUE_RANGE = (0.8, 1.0)
 SENSOR_NOISE_STD = 0.01  # on the final image
 PNG_COMPRESS_LEVEL = 1  # fastest zlib level: the noisy images barely compress better at higher ones
 # scikit-image's bundled sample images (no download needed): grey textures are tinted, photos are
@@ -66,6 +73,10 @@ class SceneParams:
     shapes: tuple[str, ...] = SHAPES  # the classes: category id = position + 1
     backgrounds: tuple[str, ...] = ("gradient", "smooth_noise", "photo", "texture")  # keys of BACKGROUNDS
     textures: tuple[str, ...] = ("flat", "stripes", "checker", "texture")  # keys of TEXTURES
+    # Each object darkens what lies behind it under its own shape shifted by shadow_offset (rows,
+    # columns) pixels, by this fraction: a drop shadow, a depth cue at every occlusion boundary.
+    shadow_strength: float = 0.0
+    shadow_offset: tuple[int, int] = (2, 2)
 
     def __post_init__(self):
         if self.height < 1 or self.width < 1:
@@ -77,6 +88,8 @@ class SceneParams:
         if not 0.0 < self.min_object_size <= self.max_object_size:
             raise ValueError(
                 f"need 0 < min_object_size <= max_object_size, got {self.min_object_size}, {self.max_object_size}")
+        if not 0.0 <= self.shadow_strength <= 1.0:
+            raise ValueError(f"shadow_strength must lie in [0, 1], got {self.shadow_strength}")
         if self.min_visible_area < 1:
             raise ValueError(f"min_visible_area must be at least 1 pixel, got {self.min_visible_area}")
         for field, chosen, known in (("shapes", self.shapes, SHAPES), ("backgrounds", self.backgrounds, BACKGROUNDS),
@@ -93,7 +106,7 @@ def scene_params_from_config(cfg) -> SceneParams:
         height=int(height), width=int(width), min_objects=s.MIN_OBJECTS, max_objects=s.MAX_OBJECTS,
         occlusion=s.OCCLUSION, min_object_size=s.MIN_OBJECT_SIZE, max_object_size=s.MAX_OBJECT_SIZE,
         min_visible_area=s.MIN_VISIBLE_AREA, shapes=tuple(s.SHAPES), backgrounds=tuple(s.BACKGROUNDS),
-        textures=tuple(s.TEXTURES),
+        textures=tuple(s.TEXTURES), shadow_strength=s.SHADOW_STRENGTH, shadow_offset=tuple(s.SHADOW_OFFSET),
     )
 
 
@@ -142,10 +155,18 @@ def generate_scene(rng: np.random.Generator, params: SceneParams) -> tuple[np.nd
     visible = _visible_masks(amodal)
 
     image = _pick(rng, BACKGROUNDS, params.backgrounds)(rng, params.height, params.width)
-    for mask in amodal:
+    # drawn only for this texture, so the scenes of the other presets stay as they were
+    hues = (rng.random() + VIVID_HUE_STEP * np.arange(len(amodal))) % 1 if "vivid" in params.textures else None
+    for index, mask in enumerate(amodal):
         rows, cols = _bounding_slices(mask)
         inside = mask[rows, cols]
-        image[rows, cols][inside] = _pick(rng, TEXTURES, params.textures)(rng, *inside.shape)[inside]
+        if params.shadow_strength > 0:
+            shadow = _shifted(mask, params.shadow_offset) & ~mask
+            image[shadow] *= 1 - params.shadow_strength
+        fill = _pick(rng, TEXTURES, params.textures)
+        if fill is _vivid_colour:
+            fill = functools.partial(fill, hue=hues[index])
+        image[rows, cols][inside] = fill(rng, *inside.shape)[inside]
     image += SENSOR_NOISE_STD * rng.standard_normal(image.shape, dtype=np.float32)
     image = np.rint(np.clip(image, 0.0, 1.0) * UINT8_MAX).astype(np.uint8)
 
@@ -264,6 +285,16 @@ def _visible_masks(amodal: np.ndarray) -> np.ndarray:
     return visible
 
 
+def _shifted(mask: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """``mask`` moved by (rows, columns) pixels; what moves out of the image is dropped."""
+    dy, dx = offset
+    height, width = mask.shape
+    moved = np.zeros_like(mask)
+    moved[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+        mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return moved
+
+
 def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice]:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
@@ -287,6 +318,14 @@ def _dark_flat_colour(rng: np.random.Generator, height: int, width: int) -> np.n
 
 def _bright_flat_colour(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return _flat_colour(rng, height, width, low=BRIGHT_CHANNEL_MIN)
+
+
+def _vivid_colour(rng: np.random.Generator, height: int, width: int, hue: float) -> np.ndarray:
+    """A saturated colour of the given hue (in [0, 1)), plus grain."""
+    saturation, value = rng.uniform(*VIVID_SATURATION_RANGE), rng.uniform(*VIVID_VALUE_RANGE)
+    colour = skimage.color.hsv2rgb(np.array([[[hue, saturation, value]]], dtype=np.float32))[0, 0]
+    grain = FLAT_TEXTURE_NOISE_STD * rng.standard_normal((height, width, 3), dtype=np.float32)
+    return (colour + grain).astype(np.float32)
 
 
 def _stripes(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -360,8 +399,8 @@ def _sample_crop(rng: np.random.Generator, name: str, height: int, width: int) -
 
 BACKGROUNDS = {"flat": _flat_colour, "dark": _dark_flat_colour, "gradient": _gradient, "smooth_noise": _smooth_noise,
                "photo": _photo, "texture": _tinted_texture}
-TEXTURES = {"flat": _flat_colour, "bright": _bright_flat_colour, "stripes": _stripes, "checker": _checker,
-            "texture": _tinted_texture}
+TEXTURES = {"flat": _flat_colour, "bright": _bright_flat_colour, "vivid": _vivid_colour, "stripes": _stripes,
+            "checker": _checker, "texture": _tinted_texture}
 
 
 @functools.lru_cache(maxsize=None)
