@@ -7,8 +7,8 @@ For every image NAME.ext in DIR (jpg, jpeg, png, bmp; greyscale and RGBA too) it
                  scoring below T (default VIS.SCORE_THRESH) are not drawn;
   OUT/NAME.json  every detection as a results entry (SPEC section 7: image_id, category_id, score,
                  bbox, segmentation = amodal RLE, visible_segmentation, depth_rank) plus file_name;
-  OUT/NAME_sem_dist.png  with --sem-dist (SLN models): the predicted sem-dist maps of the drawn
-                 objects, for debugging.
+  OUT/NAME_PICTURE.png  with --debug-pictures (alias --sem-dist): the mask branch's pictures of the
+                 drawn objects, for debugging (the SLN: NAME_sem_dist.png, its sem-dist maps).
 Boxes and masks are in the photo's pixels. A photo above VIS.MAX_WORKING_MEGAPIXELS goes through the
 model scaled down to that size; each detection's masks are then resized to the photo's size one at
 a time, so memory grows with the detections only by their masks at that capped working size (about
@@ -41,16 +41,14 @@ from sln_amodal.data.dataset import UnreadableImageError, read_image
 from sln_amodal.data.records import category_ids_of, class_names_of
 from sln_amodal.engine.checkpoint import CheckpointError, load_trained_model
 from sln_amodal.engine.inference import predictions_to_results
-from sln_amodal.engine.visualize import detections_to_draw, draw_overlay, overlay_style, sem_dist_picture
+from sln_amodal.engine.visualize import detections_to_draw, draw_overlay, overlay_style
 from sln_amodal.fileio import OutputError, atomic_write, atomic_write_text, prepare_output_folder, refuse_input_overlap
-from sln_amodal.modeling.shape_prior import ShapePriorError
-from sln_amodal.modeling.weights import add_trust_checkpoint_option
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import ShapePriorError
+from sln_amodal.torch_files import add_trust_checkpoint_option
 
 logger = logging.getLogger("amodal_test")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-SEM_DIST_SUFFIX = "_sem_dist"
-SEM_DIST_FIELD = "sem_dist"  # the SLN head's (D, M, M) predicted maps in its eval outputs
 PIXELS_PER_MEGAPIXEL = 1_000_000
 
 
@@ -62,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="folder for the overlays and JSON files")
     parser.add_argument("--score-thresh", type=float, help="lowest score drawn (default: config VIS.SCORE_THRESH)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the checkpoint's MODEL.DEVICE)")
-    parser.add_argument("--sem-dist", action="store_true", help="also write the predicted sem-dist maps (SLN models)")
+    parser.add_argument("--debug-pictures", "--sem-dist", dest="debug_pictures", action="store_true",
+                        help="also write the mask branch's pictures of the drawn detections "
+                             "(the SLN: its sem-dist maps)")
     parser.add_argument("--config", help="YAML config applied on top of the checkpoint's config")
     add_trust_checkpoint_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> None:
     prepare_output_folder(args.out, "--out")
     model, cfg, categories = load_trained_model(args.model, args.overrides, args.device, args.config,
                                                 args.trust_checkpoint)
-    if args.sem_dist and cfg.MODEL.ROI_MASK_HEAD.NAME != "SLNHead":
-        raise ConfigError(f"--sem-dist needs an SLN model (MODEL.ROI_MASK_HEAD.NAME SLNHead); {args.model} has "
+    if args.debug_pictures and not model.debug_picture_names:
+        raise ConfigError(f"--debug-pictures: the mask branch of {args.model} draws none; it has "
                           f"{cfg.MODEL.ROI_MASK_HEAD.NAME}")
     score_thresh = cfg.VIS.SCORE_THRESH if args.score_thresh is None else args.score_thresh
     for name in others:
@@ -146,9 +146,10 @@ def run(args: argparse.Namespace) -> None:
                                duplicate_iou=cfg.VIS.DUPLICATE_IOU)
         save_picture(overlay, f"{stem}.png")
         shown = torch.from_numpy(detections_to_draw(output, score_thresh, cfg.VIS.DUPLICATE_IOU))
-        if args.sem_dist:
-            picture = sem_dist_picture(output[SEM_DIST_FIELD][shown], None, cfg.MODEL.SLN.NUM_LAYERS)
-            save_picture(picture, f"{stem}{SEM_DIST_SUFFIX}.png")
+        if args.debug_pictures:
+            drawn_output = {name: value[shown.to(value.device)] for name, value in output.items()}
+            for picture_name, picture in model.debug_pictures(drawn_output, max_rois=len(shown)).items():
+                save_picture(picture, f"{stem}_{picture_name}.png")
         done += 1
         detections += len(entries)
         drawn += len(shown)

@@ -36,8 +36,8 @@ from sln_amodal.engine.inference import run_inference
 from sln_amodal.engine.trainer import NonFiniteLossError, train
 from sln_amodal.evaluation import AmodalEvaluator, format_report, load_results, plot_pr_curves, write_metrics
 from sln_amodal.fileio import OutputError, atomic_write_text, prepare_output_folder
-from sln_amodal.modeling.shape_prior import ShapePriorError
-from sln_amodal.modeling.weights import add_trust_checkpoint_option
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import ShapePriorError
+from sln_amodal.torch_files import add_trust_checkpoint_option
 
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"

@@ -20,10 +20,10 @@ from sln_amodal.config import ConfigError, load_config
 from sln_amodal.data.catalog import DATA_TYPES, resolve_split
 from sln_amodal.data.records import AnnotationError
 from sln_amodal.engine.checkpoint import CheckpointError, atomic_torch_save, load_trained_model
-from sln_amodal.engine.shape_prior import build_codebook
+from sln_amodal.engine.shape_codebook import build_codebook
 from sln_amodal.fileio import OutputError
-from sln_amodal.modeling.shape_prior import shape_prior_file_content
-from sln_amodal.modeling.weights import add_trust_checkpoint_option
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import shape_prior_file_content
+from sln_amodal.torch_files import add_trust_checkpoint_option
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,12 +52,12 @@ from sln_amodal.config import load_config  # noqa: E402
 from sln_amodal.data.catalog import resolve_split  # noqa: E402
 from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset  # noqa: E402
 from sln_amodal.engine.checkpoint import atomic_torch_save  # noqa: E402
-from sln_amodal.engine.shape_prior import build_codebook  # noqa: E402
+from sln_amodal.engine.shape_codebook import build_codebook  # noqa: E402
 from sln_amodal.engine.trainer import train  # noqa: E402
 from sln_amodal.evaluation.metrics import UNDEFINED  # noqa: E402
 from sln_amodal.evaluation.report import NOT_DEFINED  # noqa: E402
 from sln_amodal.fileio import atomic_write_text  # noqa: E402
-from sln_amodal.modeling.shape_prior import shape_prior_file_content  # noqa: E402
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import shape_prior_file_content  # noqa: E402
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml")
 QUICKSTART_CONFIG = os.path.join(CONFIG_DIR, "quickstart.yaml")

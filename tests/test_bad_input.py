@@ -23,8 +23,8 @@ from sln_amodal.data.readers.amodal_coco import read_amodal_coco, write_amodal_c
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from sln_amodal.engine.checkpoint import atomic_torch_save
 from sln_amodal.fileio import OutputError, remove_stale_temporaries
-from sln_amodal.modeling.shape_prior import SHAPE_PRIOR_FORMAT, ShapePrior, ShapePriorError
-from sln_amodal.modeling.weights import (
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import SHAPE_PRIOR_FORMAT, ShapePrior, ShapePriorError
+from sln_amodal.torch_files import (
     CheckpointError,
     UntrustedCheckpointError,
     add_trust_checkpoint_option,

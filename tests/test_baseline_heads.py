@@ -14,12 +14,17 @@ from maskrcnn_testing import NUM_CLASSES, scenes
 from sln_amodal.config import ConfigError, load_config
 from sln_amodal.data.synthetic import write_synthetic_dataset
 from sln_amodal.engine.checkpoint import atomic_torch_save
-from sln_amodal.engine.shape_prior import fill_codebook, train_autoencoder
+from sln_amodal.engine.shape_codebook import fill_codebook, train_autoencoder
 from sln_amodal.engine.trainer import train
 from sln_amodal.modeling import build_model
-from sln_amodal.modeling.mask_head import mask_outputs
-from sln_amodal.modeling.shape_prior import ShapePrior, ShapePriorError, kmeans, shape_prior_file_content
-from sln_amodal.modeling.vrsp_head import VisibleReclassifier, binary_iou, shape_prior_factor
+from sln_amodal.modeling.mask_branches.roi_masks import mask_outputs
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import (
+    ShapePrior,
+    ShapePriorError,
+    kmeans,
+    shape_prior_file_content,
+)
+from sln_amodal.modeling.mask_branches.vrsp import VisibleReclassifier, binary_iou, shape_prior_factor
 from test_maskrcnn_parts import resnet18_config
 from test_training import SCENE, tiny_config
 

@@ -18,17 +18,14 @@ from sln_amodal.data.records import (
 )
 from sln_amodal.engine.inference import predictions_to_results
 from sln_amodal.engine.visualize import (
-    MAP_GAP,
-    SEM_DIST_COLORMAP,
-    TILE_GAP,
     detections_to_draw,
     draw_overlay,
     object_colours,
     overlay_style,
     ranks_among_drawn,
-    sem_dist_picture,
 )
 from sln_amodal.evaluation import AmodalEvaluator, load_results
+from sln_amodal.modeling.mask_branches.sln_pictures import MAP_GAP, SEM_DIST_COLORMAP, TILE_GAP, sem_dist_picture
 from sln_amodal.structures.masks import decode_rle, encode_mask, mask_to_bbox
 
 HEIGHT, WIDTH = 80, 100
@@ -79,7 +76,7 @@ def test_no_detections_give_no_entries():
     output = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
               "amodal_masks": torch.zeros(0, HEIGHT, WIDTH, dtype=torch.bool),
               "visible_masks": torch.zeros(0, HEIGHT, WIDTH, dtype=torch.bool),
-              "depth_rank": torch.zeros(0, dtype=torch.int64)}
+              "occlude_rate": torch.zeros(0), "depth_rank": torch.zeros(0, dtype=torch.int64)}
     assert predictions_to_results(output, 1, [3, 7]) == []
 
 

@@ -6,7 +6,6 @@ import torch
 
 from sln_amodal.layering import (
     NO_LAYER,
-    count_true,
     global_layering_map,
     instance_layering_maps,
     occlusion_layers,
@@ -17,6 +16,7 @@ from sln_amodal.layering import (
     roi_layering_targets,
     sem_dist_from_layers,
 )
+from sln_amodal.structures.pixel_counts import count_true
 
 NO_CONSTRAINTS = torch.zeros((0, 2), dtype=torch.long)
 

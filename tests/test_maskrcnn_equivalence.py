@@ -10,9 +10,9 @@ from maskrcnn_testing import mask_iou, scenes, small_config
 from sln_amodal.modeling.anchors import AnchorGenerator
 from sln_amodal.modeling.box_coder import BoxCoder
 from sln_amodal.modeling.box_head import fast_rcnn_losses
-from sln_amodal.modeling.mask_head import mask_rcnn_loss
+from sln_amodal.modeling.mask_branches.mask_rcnn import mask_rcnn_loss
 from sln_amodal.modeling.matcher import Matcher
-from sln_amodal.modeling.roi_heads import RoIBatch
+from sln_amodal.modeling import RoIBatch
 from sln_amodal.modeling.rpn import RegionProposalNetwork, RPNHead
 from sln_amodal.modeling.sampler import BalancedPositiveNegativeSampler
 from sln_amodal.modeling.torchvision_reference import same_weights_pair

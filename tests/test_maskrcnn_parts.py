@@ -14,12 +14,13 @@ from torchvision.ops import roi_align as torchvision_roi_align
 from torchvision.ops.poolers import LevelMapper
 
 from maskrcnn_testing import scenes, small_config
-from sln_amodal.modeling import RoIBatch, build_model, register_mask_branch
+from sln_amodal.modeling import MaskBranch, RoIBatch, build_model, register_mask_branch
 from sln_amodal.modeling.anchors import AnchorGenerator
 from sln_amodal.modeling.box_coder import BoxCoder
-from sln_amodal.modeling.build import build_image_transform, build_mask_rcnn_head
+from sln_amodal.modeling.build import build_image_transform
+from sln_amodal.modeling.mask_branches.mask_rcnn import MaskRCNNHead
 from sln_amodal.modeling.image_transform import paste_masks_in_image
-from sln_amodal.modeling.mask_head import graph_keeping_zero
+from sln_amodal.modeling.mask_branches.roi_masks import graph_keeping_zero
 from sln_amodal.modeling.matcher import Matcher
 from sln_amodal.modeling.norm import FrozenBatchNorm2d, conv_norm
 from sln_amodal.modeling.poolers import MultiScaleRoIAlign, assign_boxes_to_levels
@@ -268,14 +269,22 @@ def test_bad_targets_name_the_image_and_field():
         model.eval()([torch.zeros(3, 50, 50, dtype=torch.uint8)])
 
 
-class LayeredMaskBranch(torch.nn.Module):
+@register_mask_branch("TestLayeredMaskBranch")
+class LayeredMaskBranch(MaskBranch):
     """A plug-in mask branch: the standard head plus a 3-channel RoI map, as a layering head would."""
 
-    def __init__(self, cfg, backbone):
+    pasted_fields = ("layer_maps",)
+
+    def __init__(self, *, standard: MaskRCNNHead, num_classes: int):
         super().__init__()
-        self.standard = build_mask_rcnn_head(cfg, backbone)
-        self.layers = torch.nn.Conv2d(cfg.MODEL.NUM_CLASSES + 1, 3, 1)
+        self.standard = standard
+        self.layers = torch.nn.Conv2d(num_classes + 1, 3, 1)
         self.seen: list[RoIBatch] = []
+
+    @classmethod
+    def from_config(cls, cfg, backbone):
+        return {"standard": MaskRCNNHead(**MaskRCNNHead.from_config(cfg, backbone)),
+                "num_classes": cfg.MODEL.NUM_CLASSES}
 
     def forward(self, features, rois, image_sizes, targets=None):
         self.seen.append(rois)
@@ -296,7 +305,31 @@ class LayeredMaskBranch(torch.nn.Module):
         }
 
 
-register_mask_branch("TestLayeredMaskBranch")(LayeredMaskBranch)
+def test_a_mask_branch_is_a_registered_mask_branch_subclass():
+    with pytest.raises(ValueError, match="already registered"):
+        register_mask_branch("TestLayeredMaskBranch")(LayeredMaskBranch)
+    with pytest.raises(TypeError, match="MaskBranch subclass"):
+        register_mask_branch("TestPlainModule")(torch.nn.Module)
+
+
+class BoxMovingBranch(LayeredMaskBranch):
+    """Breaks the contract: its eval outputs replace the box branch's boxes."""
+
+    def forward(self, features, rois, image_sizes, targets=None):
+        outputs = super().forward(features, rois, image_sizes, targets)
+        if self.training:
+            return outputs
+        return [{**output, "boxes": torch.zeros(len(b), 4)} for output, b in zip(outputs, rois.boxes)]
+
+
+register_mask_branch("TestBoxMovingBranch")(BoxMovingBranch)
+
+
+def test_a_mask_branch_cannot_replace_boxes_or_labels():
+    model = build_model(resnet18_config(ROI_MASK_HEAD__NAME="TestBoxMovingBranch")).eval()
+    images, _ = scenes()
+    with torch.no_grad(), pytest.raises(ValueError, match=r"returned \['boxes'\], which the box branch decides"):
+        model(images)
 
 
 def test_pluggable_mask_branch_gets_positives_and_its_maps_are_pasted():

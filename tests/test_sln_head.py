@@ -7,9 +7,9 @@ from sln_amodal.config import ConfigError, get_default_config
 from sln_amodal.data.synthetic import SceneParams, generate_scene, scene_rng
 from sln_amodal.layering import global_layering_map, roi_overlap_cells
 from sln_amodal.modeling import build_model
-from sln_amodal.modeling.global_layering import global_layering_targets
+from sln_amodal.modeling.mask_branches.sln_global_layering import global_layering_targets
 from sln_amodal.modeling.layers import conv_stack
-from sln_amodal.modeling.sln_head import single_layer_context
+from sln_amodal.modeling.mask_branches.sln import single_layer_context
 
 SHARED_OUTPUT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "occlude_rate", "depth_rank")
 

@@ -207,7 +207,7 @@ def test_tensorboard_scalars_and_pictures(straight_run):
     warmup = [BASE_LR * (WARMUP_FACTOR + (1 - WARMUP_FACTOR) * i / WARMUP_ITERS) for i in range(WARMUP_ITERS)]
     expected_lr = warmup + [BASE_LR] * 2
     assert [event.value for event in events.Scalars("train/lr")] == pytest.approx(expected_lr, rel=1e-6)
-    for tag in ("train/input_ground_truth", "train/prediction", "train/sem_dist_predicted_vs_target"):
+    for tag in ("train/input_ground_truth", "train/prediction", "train/sem_dist"):
         assert [image.step for image in events.Images(tag)] == [2, 4], tag
     picture = events.Images("train/input_ground_truth")[0]
     assert (picture.height, picture.width) == (SCENE.height, SCENE.width)

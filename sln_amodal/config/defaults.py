@@ -158,7 +158,7 @@ _C.MODEL.ROI_MASK_HEAD.MASK_THRESH = 0.5  # mask probability at which a pasted m
 # Semantics Layering Network (SPEC sections 2 and 3).
 _C.MODEL.SLN = CfgNode()
 _C.MODEL.SLN.NUM_LAYERS = 3  # K: layer levels of the sem-dist map
-# RoI grid side M on which L and S are predicted (the mask head's output resolution).
+# RoI grid side M on which L and S are predicted (the mask branch's output resolution).
 _C.MODEL.SLN.ROI_RESOLUTION = 28
 # tau of the distance ramp, in RoI grid pixels; None means ROI_RESOLUTION / 8.
 _C.MODEL.SLN.DIST_SATURATION = None
@@ -217,7 +217,7 @@ _C.MODEL.VRSP.SHAPE_PRIOR_K = 16
 # factor relu(ln(ALPHA - d) / ln ALPHA) for a fraction d of disagreeing pixels.
 _C.MODEL.VRSP.SHAPE_PRIOR_RETRIEVAL = False
 _C.MODEL.VRSP.SHAPE_PRIOR_ALPHA = 2.0
-# The shape prior: an auto-encoder on the mask head's M x M amodal masks and a per-class codebook of
+# The shape prior: an auto-encoder on the mask branch's M x M amodal masks and a per-class codebook of
 # its embeddings (k-means), one file per dataset written by scripts/build_shape_codebook.py.
 _C.MODEL.VRSP.SHAPE_PRIOR = CfgNode()
 _C.MODEL.VRSP.SHAPE_PRIOR.FILE = ""  # the codebook file; SPRef needs it, SPRet skips rescoring without it

@@ -20,7 +20,7 @@ from ..config import CfgNode, get_default_config
 from ..config.checks import check_config
 from ..fileio import atomic_write, atomic_write_text
 from ..modeling.build import build_model
-from ..modeling.weights import CheckpointError, read_torch_file
+from ..torch_files import CheckpointError, read_torch_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,21 +1,11 @@
-"""What training shows in TensorBoard: scalars averaged over a window, and pictures.
-
-The pictures themselves are drawn by ``visualize.py`` (shared with ``amodal_test.py``); this module
-picks what to draw: here, the sem-dist maps of detections beside the targets of the objects they
-found.
-"""
+"""What training shows in TensorBoard: scalars averaged over a window, and pictures (drawn by
+``visualize.py`` and by the mask branch's own ``debug_pictures``)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Optional
 
 import numpy as np
-import torch
-from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.ops import box_iou
-
-from ..layering import resolve_depth_order, resolve_dist_saturation, roi_layering_targets
 
 TAG_PREFIX = "train/"  # TensorBoard tags of training scalars and pictures
 
@@ -53,35 +43,3 @@ class TrainingEvents:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def matched_sem_dist_maps(
-    detections: dict[str, Tensor],
-    target: dict,
-    num_layers: int,
-    dist_saturation: Optional[float],
-    max_rois: int,
-    match_iou: float,
-) -> tuple[Tensor, Tensor]:
-    """Predicted and target sem-dist maps (R, M, M) of up to ``max_rois`` detections, best score
-    first, whose box overlaps a ground-truth box at IoU >= ``match_iou``.
-
-    detections: one image's model output (``boxes``, ``scores``, ``sem_dist`` (D, M, M)); target:
-    that image's ground truth (data contract) in the same pixels. The target map is built on the
-    detection's own RoI grid from the best-overlapping object (SPEC section 2).
-    """
-    boxes, scores, predicted = detections["boxes"].cpu(), detections["scores"].cpu(), detections["sem_dist"].cpu()
-    resolution = predicted.shape[-1]
-    if len(boxes) == 0 or len(target["boxes"]) == 0:
-        empty = predicted.new_zeros((0, resolution, resolution))
-        return empty, empty
-    best_iou, matched = box_iou(boxes, target["boxes"].cpu()).max(dim=1)
-    keep = torch.where(best_iou >= match_iou)[0]
-    keep = keep[scores[keep].argsort(descending=True)[:max_rois]]
-    amodal, visible = target["amodal_masks"].cpu().bool(), target["visible_masks"].cpu().bool()
-    in_front = resolve_depth_order(amodal, visible, target["depth_rank"].cpu(), target["depth_constraints"].cpu())
-    _, expected = roi_layering_targets(
-        amodal, visible, in_front, boxes[keep], matched[keep], resolution, num_layers,
-        resolve_dist_saturation(dist_saturation, resolution),
-    )
-    return predicted[keep], expected

@@ -16,15 +16,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..modeling.mask_branches import OUTPUT_FIELDS
 from ..structures.masks import encode_mask, encode_masks, resize_mask
-
-# What every mask head's eval output must hold for results entries (the shared output structure).
-RESULT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "depth_rank")
 
 
 def check_output_fields(output: dict, where: str) -> None:
     """Fail naming the image when a model output lacks a field of the shared output structure."""
-    missing = [name for name in RESULT_FIELDS if name not in output]
+    missing = [name for name in OUTPUT_FIELDS if name not in output]
     if missing:
         raise ValueError(f"model output for {where} lacks {', '.join(missing)}; it has {', '.join(sorted(output))}")
 

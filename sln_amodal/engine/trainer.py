@@ -49,10 +49,10 @@ from .checkpoint import (
     save_checkpoint,
     seed_all_rng,
 )
-from .events import TrainingEvents, matched_sem_dist_maps
+from .events import TrainingEvents
 from .optimizer import build_optimizer, optimizer_hyperparameters
 from .schedule import WarmupStepSchedule
-from .visualize import draw_overlay, overlay_style, sem_dist_picture
+from .visualize import draw_overlay, overlay_style
 
 logger = logging.getLogger(__name__)
 
@@ -385,14 +385,10 @@ class Trainer:
         self.events.add_picture("prediction", draw_overlay(
             sample_image.permute(1, 2, 0), detections, self.cfg.VIS.SCORE_THRESH, class_names, self.overlay_style,
             duplicate_iou=self.cfg.VIS.DUPLICATE_IOU), iteration)
-        if "sem_dist" in detections:
-            sln = self.cfg.MODEL.SLN
-            predicted, expected = matched_sem_dist_maps(
-                detections, sample_target, sln.NUM_LAYERS, sln.DIST_SATURATION, self.cfg.SOLVER.VIS_ROIS,
-                self.cfg.SOLVER.VIS_MATCH_IOU)
-            if len(predicted):
-                self.events.add_picture("sem_dist_predicted_vs_target",
-                                        sem_dist_picture(predicted, expected, sln.NUM_LAYERS), iteration)
+        pictures = self.model.debug_pictures(detections, sample_target, self.cfg.SOLVER.VIS_ROIS,
+                                             self.cfg.SOLVER.VIS_MATCH_IOU)
+        for name, picture in pictures.items():
+            self.events.add_picture(name, picture, iteration)
 
 
 def scaled_learning_rate(solver: CfgNode, total_batch: int) -> float:

@@ -1,7 +1,8 @@
-"""Pictures of amodal predictions: overlays on the image and colour-mapped sem-dist maps.
+"""Pictures of amodal predictions: overlays on the image (a mask branch draws its own RoI-grid
+pictures, ``MaskBranch.debug_pictures``).
 
-Both take tensors or arrays and return (H, W, 3) uint8 arrays, ready for PNG files or TensorBoard's
-``add_image(..., dataformats="HWC")``.
+They take tensors or arrays and return (H, W, 3) uint8 arrays, ready for PNG files or
+TensorBoard's ``add_image(..., dataformats="HWC")``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from matplotlib.colors import hsv_to_rgb
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw, ImageFont
@@ -20,7 +20,8 @@ from torchvision.ops import nms
 from ..config import CfgNode, get_default_config
 from ..numbers import UINT8_MAX
 from ..structures.masks import resize_mask
-from .inference import RESULT_FIELDS, check_output_fields
+from ..modeling.mask_branches import OUTPUT_FIELDS
+from .inference import check_output_fields
 
 # Object colours: hues a golden-ratio step apart never repeat and stay far apart for small counts;
 # saturated and bright so they show on photos and under black label text backgrounds.
@@ -30,13 +31,6 @@ COLOUR_VALUE = 0.95
 LABEL_PADDING = 1  # pixels around a label's text inside its black box
 LABEL_BACKGROUND = (0, 0, 0)
 UNKNOWN_RANK_TEXT = "?"  # a depth rank of 0 means unknown
-# Sem-dist pictures: a fixed colour scale from 0 (background) to K (visible level), never rescaled
-# per map, so equal colours mean equal levels across maps and steps.
-SEM_DIST_COLORMAP = "viridis"
-SEM_DIST_GRID_COLUMNS = 8  # RoI tiles per row
-MAP_GAP = 1  # pixels between the predicted and the target map of one RoI
-TILE_GAP = 4  # pixels between RoIs: wider, so the pairs stand apart
-GAP_COLOUR = (UINT8_MAX, UINT8_MAX, UINT8_MAX)
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def draw_overlay(
         if tuple(output[name].shape[1:]) != (height, width) and not resize_masks:
             raise ValueError(f"{name} {tuple(output[name].shape[1:])} do not match the image's size {(height, width)}")
     keep = detections_to_draw(output, score_thresh, duplicate_iou)
-    fields = {name: _rows(output[name], keep) for name in RESULT_FIELDS}
+    fields = {name: _rows(output[name], keep) for name in OUTPUT_FIELDS}
     colours = object_colours(len(keep), style.colour_seed) * UINT8_MAX
     ranks = ranks_among_drawn(fields["depth_rank"])
     # Back to front: unknown ranks (0) go to the back, rank 1 is painted last.
@@ -154,32 +148,6 @@ def _draw_label(draw: ImageDraw.ImageDraw, font, text: str, box: np.ndarray, col
         y = max(int(box[1]), 0)
     draw.rectangle((x, y, x + text_w - 1, y + text_h - 1), fill=LABEL_BACKGROUND)
     draw.text((x + LABEL_PADDING - left, y + LABEL_PADDING - top), text, fill=colour, font=font)
-
-
-def sem_dist_picture(predicted, target, num_layers: int) -> np.ndarray:
-    """Sem-dist maps (R, M, M) as a grid of colour-mapped tiles, each the predicted map beside its
-    target (unless ``target`` is None), on the fixed scale 0..``num_layers``. Returns uint8 (H, W, 3)."""
-    maps = [_as_numpy(predicted).astype(np.float32)]
-    if target is not None:
-        maps.append(_as_numpy(target).astype(np.float32))
-        if maps[1].shape != maps[0].shape:
-            raise ValueError(f"target maps {maps[1].shape} differ from the predicted ones {maps[0].shape}")
-    count, grid_h, grid_w = maps[0].shape
-    colormap = colormaps[SEM_DIST_COLORMAP]
-    coloured = [colormap(np.clip(m / num_layers, 0.0, 1.0))[..., :3] * UINT8_MAX for m in maps]  # (R, M, M, 3)
-    tile_w = len(maps) * grid_w + (len(maps) - 1) * MAP_GAP
-    columns = min(max(count, 1), SEM_DIST_GRID_COLUMNS)
-    rows = max(math.ceil(count / columns), 1)
-    picture = np.empty((rows * (grid_h + TILE_GAP) - TILE_GAP, columns * (tile_w + TILE_GAP) - TILE_GAP, 3),
-                       dtype=np.uint8)
-    picture[:] = GAP_COLOUR
-    for index in range(count):
-        top = (index // columns) * (grid_h + TILE_GAP)
-        left = (index % columns) * (tile_w + TILE_GAP)
-        for position, tiles in enumerate(coloured):
-            x = left + position * (grid_w + MAP_GAP)
-            picture[top:top + grid_h, x:x + grid_w] = tiles[index].round()
-    return picture
 
 
 def _as_numpy(value) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from ..config import CfgNode
 from ..data.records import AnnotationSet
 from .accumulate import PrecisionRecall, accumulate
-from .depth_order import depth_order_accuracy, ordered_pairs
+from .depth_order_accuracy import depth_order_accuracy, ordered_pairs
 from .detections import Detections
 from .hidden import HiddenParts, group_hidden_ious, hidden_parts
 from .hidden_pixels import hidden_pixel_scores

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..structures.masks import rle_areas, rle_intersection, rle_intersection_areas
-from .depth_order import OrderedPairs
+from .depth_order_accuracy import OrderedPairs
 from .hidden import HiddenParts
 from .metrics import UNDEFINED
 

@@ -1,6 +1,6 @@
 """The maths core of the Semantics Layering Network: depth order, layering targets, decoding."""
 from .decoding import decode_detections, decode_sem_dist, paste_sem_dist, pairwise_order_from_layers
-from .depth_order import (
+from .depth_relation import (
     depth_ranks_from_order,
     order_from_visible_overlap,
     pairwise_overlap_sums,
@@ -8,8 +8,6 @@ from .depth_order import (
 )
 from .targets import (
     NO_LAYER,
-    as_float,
-    count_true,
     global_layering_map,
     instance_layering_maps,
     occlusion_layers,
@@ -23,8 +21,6 @@ from .targets import (
 
 __all__ = [
     "NO_LAYER",
-    "as_float",
-    "count_true",
     "decode_detections",
     "decode_sem_dist",
     "depth_ranks_from_order",

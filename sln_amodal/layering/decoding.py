@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .depth_order import depth_ranks_from_order, pairwise_overlap_sums
+from .depth_relation import depth_ranks_from_order, pairwise_overlap_sums
 from .targets import LEVEL_OFFSET, NO_LAYER, check_num_layers, occlusion_rate
 
 

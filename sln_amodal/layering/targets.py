@@ -12,13 +12,14 @@ from typing import Optional
 
 import torch
 
+from ..structures.pixel_counts import as_float, count_true
+
 NO_LAYER = -1  # ℓ outside the object's amodal mask
 OUTSIDE_GRID = -1  # L given to pixels beyond a grid: differs from every L (L >= 0)
 DIST_SATURATION_DIVISOR = 8  # default τ = M / 8 (SPEC section 2)
 LEVEL_OFFSET = 0.5  # S = K - ℓ - 0.5 + 0.5·δ: the level band (K-ℓ-0.5, K-ℓ] ...
 RAMP_SPAN = 0.5  # ... filled by the distance ramp δ in (0, 1]
 MAX_NUM_LAYERS = torch.iinfo(torch.int8).max  # layer maps are compared and stored as int8
-UINT8_COUNT_LIMIT = torch.iinfo(torch.uint8).max  # a uint8 sum of bools is exact up to this many terms
 
 
 def check_num_layers(num_layers: int) -> None:
@@ -33,27 +34,6 @@ def resolve_dist_saturation(dist_saturation: Optional[float], roi_resolution: in
     if tau <= 0:
         raise ValueError(f"DIST_SATURATION (tau) must be positive, got {tau}")
     return tau
-
-
-def count_true(masks: torch.Tensor, dim: int) -> torch.Tensor:
-    """Exact number of True entries of a bool tensor along ``dim`` (int64), e.g. masks covering a
-    pixel or the pixels of each mask.
-
-    Sums uint8 views in blocks of 255 entries: several times faster on CPU than torch's sum of
-    bools, which also makes a full int64 copy first (8 bytes per pixel of every mask).
-    """
-    values = masks.view(torch.uint8)
-    dim = dim % values.dim()
-    length = values.shape[dim]
-    whole = length - length % UINT8_COUNT_LIMIT
-    blocks = values.narrow(dim, 0, whole).unflatten(dim, (whole // UINT8_COUNT_LIMIT, UINT8_COUNT_LIMIT))
-    counts = blocks.sum(dim=dim + 1, dtype=torch.uint8).sum(dim=dim)  # an int64 sum of the block counts
-    return counts + values.narrow(dim, whole, length - whole).sum(dim=dim, dtype=torch.uint8)
-
-
-def as_float(values: torch.Tensor) -> torch.Tensor:
-    """float32 copy; bools go through a uint8 view, several times faster on CPU than a direct cast."""
-    return (values.view(torch.uint8) if values.dtype == torch.bool else values).float()
 
 
 def occlusion_layers(

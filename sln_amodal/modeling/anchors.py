@@ -34,16 +34,16 @@ class AnchorGenerator(nn.Module):
         return counts.pop()
 
     def forward(
-        self, batch_size: Sequence[int], feature_sizes: Sequence[Sequence[int]], device: torch.device
+        self, batch_hw: Sequence[int], feature_sizes: Sequence[Sequence[int]], device: torch.device
     ) -> list[Tensor]:
-        """Per level (H_l * W_l * A, 4) anchors xyxy for a padded batch of ``batch_size`` (H, W)."""
+        """Per level (H_l * W_l * A, 4) anchors xyxy for a padded batch of ``batch_hw`` (H, W)."""
         if len(feature_sizes) != len(self.cell_anchors):
             raise ValueError(f"{len(feature_sizes)} feature levels but anchors for {len(self.cell_anchors)}")
         anchors = []
         for (height, width), cell in zip(feature_sizes, self.cell_anchors):
             # The stride is the integer ratio of batch to feature size (torchvision's rule): for an
             # odd-sized P5 it is not a power of two on P6, e.g. 800 // 13 = 61.
-            stride_y, stride_x = batch_size[0] // height, batch_size[1] // width
+            stride_y, stride_x = batch_hw[0] // height, batch_hw[1] // width
             shifts_x = torch.arange(width, dtype=torch.float32, device=device) * stride_x
             shifts_y = torch.arange(height, dtype=torch.float32, device=device) * stride_y
             shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")

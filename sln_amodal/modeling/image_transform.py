@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.transforms import resized_size
+
 # RoI-grid maps get one zero pixel on each side before pasting, so a pasted mask fades to zero at
 # its box border instead of ending in a hard edge (torchvision's and Detectron's convention).
 PASTE_PADDING = 1
@@ -108,11 +110,8 @@ class ImageTransform(nn.Module):
         return self.batch(prepared), image_sizes
 
     def resize(self, image: Tensor) -> Tensor:
-        height, width = image.shape[-2:]
-        scale = min(self.min_size_test / min(height, width), self.max_size_test / max(height, width))
-        return F.interpolate(
-            image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-        )[0]
+        size = resized_size(*image.shape[-2:], self.min_size_test, self.max_size_test)
+        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
     def batch(self, images: list[Tensor]) -> Tensor:
         """Zero-pad (after normalisation, so padding is the mean colour) into (N, 3, H, W)."""
@@ -129,8 +128,9 @@ class ImageTransform(nn.Module):
         detections: list[dict[str, Tensor]],
         image_sizes: list[tuple[int, int]],
         original_sizes: list[tuple[int, int]],
+        pasted_fields: tuple[str, ...] = (),
     ) -> list[dict[str, Tensor]]:
-        """Rescale boxes to the original images; paste every 4-D (R, K, M, M) RoI map into them."""
+        """Rescale boxes to the original images; paste the ``pasted_fields``, (R, K, M, M) RoI maps, into them."""
         results = []
         for detection, size, original in zip(detections, image_sizes, original_sizes):
             device = detection["boxes"].device
@@ -139,7 +139,7 @@ class ImageTransform(nn.Module):
             )
             boxes = detection["boxes"] * ratio_hw[[1, 0, 1, 0]]
             result = {
-                key: paste_masks_in_image(value, boxes, original) if value.dim() == 4 else value
+                key: paste_masks_in_image(value, boxes, original) if key in pasted_fields else value
                 for key, value in detection.items()
             }
             result["boxes"] = boxes

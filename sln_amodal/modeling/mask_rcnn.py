@@ -3,13 +3,15 @@
 Training: ``model(images, targets) -> {loss_objectness, loss_rpn_box_reg, loss_classifier,
 loss_box_reg, loss_mask}`` (the mask branch may name its own losses). Eval: ``model(images) ->``
 one dict per image with ``boxes`` (D, 4) xyxy in original-image pixels, ``labels`` (D,) 1..C,
-``scores`` (D,) and ``masks`` (D, 1, H, W) probabilities (or the mask branch's own outputs).
+``scores`` (D,) and, with a mask branch, every field of ``mask_branches.OUTPUT_FIELDS`` (and any
+other output of the branch).
 Images are float (3, H, W) RGB in [0, 1]; targets follow the project's data contract.
 """
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,11 +45,22 @@ class MaskRCNN(nn.Module):
         detections, roi_losses = self.roi_heads(features, proposals, image_sizes, targets)
         if self.training:
             return {**roi_losses, **rpn_losses}
-        detections = self.transform.postprocess(detections, image_sizes, original_sizes)
-        mask_branch = self.roi_heads.mask_branch
-        if mask_branch is None:
-            return detections
-        return [mask_branch.finalize(d, size) for d, size in zip(detections, original_sizes)]
+        detections = self.transform.postprocess(detections, image_sizes, original_sizes, self.roi_heads.pasted_fields)
+        return self.roi_heads.finalize(detections, original_sizes)
+
+    def check_categories(self, categories: list[dict]) -> None:
+        """Raise if the model's dataset-bound state (a shape-prior codebook) was built for other categories."""
+        self.roi_heads.check_categories(categories)
+
+    @property
+    def debug_picture_names(self) -> tuple[str, ...]:
+        """The names of the pictures ``debug_pictures`` draws (none without a mask branch that draws)."""
+        return self.roi_heads.debug_picture_names
+
+    def debug_pictures(self, detection: dict[str, Tensor], target: Optional[dict] = None, max_rois: int = 8,
+                       match_iou: float = 0.5) -> dict[str, np.ndarray]:
+        """The mask branch's pictures of one image's eval output (``MaskBranch.debug_pictures``)."""
+        return self.roi_heads.debug_pictures(detection, target, max_rois, match_iou)
 
 
 def check_targets(targets: Optional[list[dict]], num_images: int) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_area
 
+from .backbone import FPN, ROI_FEATURE_NAMES
 from .roi_align import roi_align
 
 # Nudges log2 of an exact power-of-two box size up before the floor, so float error cannot drop
@@ -92,3 +93,18 @@ class MultiScaleRoIAlign(nn.Module):
                 aligned=self.aligned,
             ).to(pooled.dtype)
         return pooled
+
+
+def roi_pooler_from_config(cfg, backbone: FPN, resolution: int, sampling_ratio: int) -> MultiScaleRoIAlign:
+    """RoIAlign over P2..P5 at ``resolution``, placed by MODEL.ROI_HEADS; the box branch and every
+    mask branch pool with one."""
+    h = cfg.MODEL.ROI_HEADS
+    return MultiScaleRoIAlign(
+        ROI_FEATURE_NAMES,
+        [backbone.strides[name] for name in ROI_FEATURE_NAMES],
+        resolution,
+        sampling_ratio,
+        h.CANONICAL_BOX_SIZE,
+        h.CANONICAL_LEVEL,
+        h.POOLER_ALIGNED,
+    )

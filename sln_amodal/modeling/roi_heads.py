@@ -5,42 +5,18 @@ foreground, else background), 512 per image are sampled (25% foreground at most)
 branch is trained on them. Eval: class scores and per-class boxes are decoded, clipped, thresholded
 (score > 0.05), tiny boxes removed, NMS run per class (0.5) and the best 100 kept per image.
 
-Mask-branch interface
----------------------
-Any ``nn.Module`` with this forward plugs in (``mask_head.py`` Mask R-CNN, ``sln_head.py`` SLN,
-``orcnn_head.py`` ORCNN, ``vrsp_head.py`` VRSP-Net)::
-
-    forward(features, rois, image_sizes, targets=None)
-
-    features     dict[str, Tensor]: the FPN levels by name ("p2".."p6"), (N, C, H_l, W_l); a model
-                 may add its own entries (e.g. an image-level layering map) before the RoI heads.
-    rois         RoIBatch: per image, the boxes the branch works on (network-input pixels, xyxy)
-                 and their classes. Training: the positive sampled proposals, ``labels`` = the
-                 class of their matched GT object, ``matched_gt`` = that object's index in
-                 ``targets[i]`` (so any per-object target field can be gathered). Eval: the final
-                 detections, ``labels`` = predicted class, ``scores`` = detection score.
-    image_sizes  list[(h, w)]: each image's size inside the padded batch.
-    targets      training only: the per-image target dicts of the data contract.
-
-    returns      training: dict of scalar losses, names starting with "loss_".
-                 eval: one dict per image whose tensors have one row per detection; the RoI
-                 heads merge it into that image's detections (a ``scores`` entry replaces the box
-                 branch's scores, as VRSP-Net's rescoring does). 4-D values (R_i, K, M, M) are maps on
-                 the RoI grid: the image transform pastes them into the original image as
-                 (R_i, K, H, W); other values pass through unchanged.
-
-    finalize(detection, image_size) -> detection
-                 eval, after the boxes and 4-D maps are in original-image pixels: returns the
-                 image's detection dict with the fields every head shares: amodal_masks and
-                 visible_masks (D, H, W) bool, occlude_rate (D,) and depth_rank (D,) int64
-                 (1 = front-most), so evaluation and pictures serve all heads alike.
-
-The branch owns its RoI pooler, so it chooses which levels and resolution it pools.
+The mask branch (``mask_branches/``) follows the contract of ``mask_branches/base.py``; the RoI
+heads hand it the positive RoIs in training and the final detections at test time, merge its
+outputs into the detections (refusing any that would replace ``boxes`` or ``labels``), and pass on
+what the rest of the model asks of it: the fields to paste, the finalized output fields, the
+dataset check and the debug pictures. The branch owns its RoI pooler, so it chooses which levels
+and resolution it pools.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -49,19 +25,10 @@ from torchvision.ops import boxes as box_ops
 
 from .box_coder import BoxCoder
 from .box_head import FastRCNNPredictor, TwoMLPHead, fast_rcnn_losses
+from .mask_branches import BOX_FIELDS, MaskBranch, RoIBatch
 from .matcher import Matcher
 from .poolers import MultiScaleRoIAlign
 from .sampler import BalancedPositiveNegativeSampler
-
-
-@dataclass
-class RoIBatch:
-    """The RoIs handed to a mask branch; every field is a list with one tensor per image."""
-
-    boxes: list[Tensor]  # (R_i, 4) xyxy in network-input pixels
-    labels: list[Tensor]  # (R_i,) int64 class 1..C
-    matched_gt: Optional[list[Tensor]] = None  # training: (R_i,) int64 index into targets[i]'s objects
-    scores: Optional[list[Tensor]] = None  # eval: (R_i,) detection scores
 
 
 class RoIHeads(nn.Module):
@@ -73,7 +40,7 @@ class RoIHeads(nn.Module):
         matcher, sampler: proposal labelling and sampling for training.
         smooth_l1_beta: of the box regression loss.
         score_thresh, nms_thresh, detections_per_image, min_box_size: eval post-processing.
-        mask_branch: optional module with the interface of the module docstring.
+        mask_branch: optional ``MaskBranch``.
     """
 
     def __init__(
@@ -89,7 +56,7 @@ class RoIHeads(nn.Module):
         nms_thresh: float,
         detections_per_image: int,
         min_box_size: float,
-        mask_branch: Optional[nn.Module] = None,
+        mask_branch: Optional[MaskBranch] = None,
     ):
         super().__init__()
         self.box_pooler = box_pooler
@@ -141,8 +108,38 @@ class RoIHeads(nn.Module):
                 scores=[d["scores"] for d in detections],
             )
             for detection, outputs in zip(detections, self.mask_branch(features, rois, image_sizes)):
+                replaced = [name for name in BOX_FIELDS if name in outputs]
+                if replaced:
+                    raise ValueError(f"mask branch {type(self.mask_branch).__name__} returned {replaced}, which the "
+                                     "box branch decides; a mask branch may add fields and replace scores only")
                 detection.update(outputs)
         return detections, {}
+
+    @property
+    def pasted_fields(self) -> tuple[str, ...]:
+        """The eval outputs on the RoI grid that the image transform pastes into the image."""
+        return () if self.mask_branch is None else self.mask_branch.pasted_fields
+
+    def finalize(self, detections: list[dict[str, Tensor]], image_sizes: list[tuple[int, int]]) -> list[dict]:
+        """Per image, once in original-image pixels: the mask branch's finalized output fields
+        (the detections as they are without a mask branch)."""
+        if self.mask_branch is None:
+            return detections
+        return [self.mask_branch.finalize(d, size) for d, size in zip(detections, image_sizes)]
+
+    def check_categories(self, categories: list[dict]) -> None:
+        if self.mask_branch is not None:
+            self.mask_branch.check_categories(categories)
+
+    @property
+    def debug_picture_names(self) -> tuple[str, ...]:
+        return () if self.mask_branch is None else self.mask_branch.debug_picture_names
+
+    def debug_pictures(self, detection: dict[str, Tensor], target: Optional[dict], max_rois: int,
+                       match_iou: float) -> dict[str, np.ndarray]:
+        if self.mask_branch is None:
+            return {}
+        return self.mask_branch.debug_pictures(detection, target, max_rois, match_iou)
 
     def sample_proposals(
         self, proposals: list[Tensor], targets: list[dict]

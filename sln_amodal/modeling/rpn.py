@@ -43,7 +43,7 @@ class RPNHead(nn.Module):
 
 
 class RegionProposalNetwork(nn.Module):
-    """``forward(batch_size, image_sizes, features, targets) -> (proposals, losses)``.
+    """``forward(batch_hw, image_sizes, features, targets) -> (proposals, losses)``.
 
     Args:
         feature_names: the FPN levels it runs on, finest first (one anchor size level each).
@@ -88,13 +88,13 @@ class RegionProposalNetwork(nn.Module):
 
     def forward(
         self,
-        batch_size: tuple[int, int],
+        batch_hw: tuple[int, int],
         image_sizes: list[tuple[int, int]],
         features: dict[str, Tensor],
         targets: list[dict] | None = None,
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Args:
-            batch_size: (H, W) of the padded batch.
+            batch_hw: (H, W) of the padded batch.
             image_sizes: (h, w) of each image inside it.
             features: FPN levels by name, (N, C, H_l, W_l).
             targets: training targets (``boxes`` used).
@@ -103,7 +103,7 @@ class RegionProposalNetwork(nn.Module):
         """
         features = [features[name] for name in self.feature_names]
         logits, deltas = self.head(features)
-        anchors_per_level = self.anchor_generator(batch_size, [f.shape[-2:] for f in features], features[0].device)
+        anchors_per_level = self.anchor_generator(batch_hw, [f.shape[-2:] for f in features], features[0].device)
         anchors_per_level_count = [len(a) for a in anchors_per_level]
         anchors = torch.cat(anchors_per_level)
         num_images = features[0].shape[0]

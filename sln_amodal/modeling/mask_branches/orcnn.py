@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .amodal_visible_head import AmodalVisibleHead
-from .mask_head import class_mask_loss, roi_mask_targets
-from .roi_heads import RoIBatch
+from .amodal_visible import AmodalVisibleHead
+from .base import RoIBatch, register_mask_branch
+from .roi_masks import class_mask_loss, roi_mask_targets
 
 
+@register_mask_branch("ORCNNHead")
 class ORCNNHead(AmodalVisibleHead):
     """The constructor arguments are ``AmodalVisibleHead``'s."""
 

@@ -1,10 +1,12 @@
-"""The Mask R-CNN mask branch: 4 x (3x3 conv + ReLU), 2x deconvolution + ReLU, 1x1 class logits.
+"""The toolbox of the mask branches: what several of them compute the same way.
 
-It follows the mask-branch interface of ``roi_heads.py``. Training: per positive RoI, the GT mask
-named by ``target_key`` (``amodal_masks`` or ``visible_masks``) of its matched object, cropped and
-resized to the 28 x 28 RoI grid with RoIAlign (soft targets in [0, 1], as torchvision), against the
-logits of the GT class with binary cross-entropy. Eval: ``masks`` (R, 1, 28, 28), the sigmoid of
-the predicted class's logits, which the image transform pastes into the original image.
+- RoI mask targets: a GT mask cropped to each RoI's box and resized to its grid (RoIAlign, soft
+  values in [0, 1], as torchvision);
+- class selection: each RoI's map among per-class maps;
+- the per-class binary cross-entropy of Mask R-CNN, optionally weighted per RoI;
+- the zero loss that keeps DDP's graph complete when a batch has no positive RoI;
+- the Mask R-CNN mask network (``MaskFCN``) and its upsampling factor;
+- the output rule: the shared output fields from an amodal and a visible mask probability.
 """
 from __future__ import annotations
 
@@ -14,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layering import depth_ranks_from_order, occlusion_rate, order_from_visible_overlap
-from .poolers import MultiScaleRoIAlign
-from .roi_align import ADAPTIVE_SAMPLING, roi_align
-from .roi_heads import RoIBatch
+from ...layering import depth_ranks_from_order, occlusion_rate, order_from_visible_overlap
+from ..roi_align import ADAPTIVE_SAMPLING, roi_align
+from .base import RoIBatch
 
 UPSAMPLE_FACTOR = 2  # the deconvolution doubles the pooled resolution (14 -> 28)
 
@@ -55,12 +56,6 @@ def class_mask_loss(mask_logits: Tensor, labels: Tensor, mask_targets: Tensor, w
         return F.binary_cross_entropy_with_logits(maps, mask_targets)
     per_roi = F.binary_cross_entropy_with_logits(maps, mask_targets, reduction="none").mean(dim=(1, 2))
     return (per_roi * weights).mean()
-
-
-def mask_rcnn_loss(mask_logits: Tensor, rois: RoIBatch, gt_masks: list[Tensor]) -> Tensor:
-    """Mask R-CNN's mask loss: ``class_mask_loss`` against the cropped GT masks of ``rois``."""
-    targets = roi_mask_targets(rois, gt_masks, mask_logits.shape[-1])
-    return class_mask_loss(mask_logits, torch.cat(rois.labels), targets)
 
 
 def select_class_maps(maps: Tensor, labels: Tensor) -> Tensor:
@@ -127,53 +122,3 @@ def mask_outputs(
         "occlude_rate": occlude_rate,
         "depth_rank": depth_ranks_from_order(in_front, detection["scores"]),
     }
-
-
-class MaskRCNNHead(nn.Module):
-    """Args:
-        pooler: RoIAlign for the mask branch (14 x 14 from P2..P5 by default).
-        in_channels: channels of the pooled features.
-        conv_dims: output channels of the 3x3 convolutions.
-        deconv_dim: output channels of the 2x deconvolution.
-        num_classes: foreground classes C; the predictor has C + 1 channels, or 1 if class-agnostic.
-        class_agnostic: one mask per RoI instead of one per class.
-        mask_thresh: probability at which a pasted mask is binarised.
-        target_key: the target field holding the (G, H, W) GT masks to learn.
-    """
-
-    def __init__(
-        self,
-        pooler: MultiScaleRoIAlign,
-        in_channels: int,
-        conv_dims: Sequence[int],
-        deconv_dim: int,
-        num_classes: int,
-        class_agnostic: bool,
-        mask_thresh: float,
-        target_key: str,
-    ):
-        super().__init__()
-        self.pooler = pooler
-        self.target_key = target_key
-        self.mask_thresh = mask_thresh
-        self.mask_fcn = MaskFCN(in_channels, conv_dims, deconv_dim, 1 if class_agnostic else num_classes + 1)
-
-    def forward(
-        self,
-        features: dict[str, Tensor],
-        rois: RoIBatch,
-        image_sizes: list[tuple[int, int]],
-        targets: list[dict] | None = None,
-    ):
-        logits = self.mask_fcn(self.pooler(features, rois.boxes))  # (R, K, M, M)
-        if self.training:
-            return {"loss_mask": mask_rcnn_loss(logits, rois, [t[self.target_key] for t in targets])}
-        probabilities = select_class_maps(logits, torch.cat(rois.labels))[:, None].sigmoid()
-        return [{"masks": m} for m in probabilities.split([len(b) for b in rois.boxes])]
-
-    def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
-        """The shared output fields from the pasted ``masks`` (D, 1, H, W) probabilities: one mask
-        per object, both the amodal and the visible mask (the baseline does not separate them), so
-        the depth ranks follow the scores."""
-        masks = detection["masks"][:, 0]
-        return mask_outputs(detection, masks, masks, self.mask_thresh)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .targets import as_float
+from ..structures.pixel_counts import as_float
 
 # float32 adds integers exactly while every partial sum stays below 2**24 (its 24-bit significand).
 FLOAT32_EXACT_INT_LIMIT = 2**24

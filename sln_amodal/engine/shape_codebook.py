@@ -1,7 +1,7 @@
 """Building VRSP-Net's shape-prior codebook file for a dataset (``scripts/build_shape_codebook.py``).
 
 The shapes are the training split's GT amodal masks, each cropped to its amodal box and resized to
-the mask head's M x M grid (VRSP-Net's codebook with RECON_NET.MASK_THS 1.0: GT masks only). The
+the mask branch's M x M grid (VRSP-Net's codebook with RECON_NET.MASK_THS 1.0: GT masks only). The
 auto-encoder is either taken from a trained VRSP-Net checkpoint (``MODEL.VRSP.SHAPE_PRIOR.TRAIN_JOINTLY``)
 or trained here on those shapes; then every class's embeddings (with the 8 rotations and mirror
 images when AUGMENT is on) are clustered by k-means into its codebook.
@@ -17,14 +17,14 @@ from tqdm import tqdm
 from ..config import CfgNode
 from ..data.dataset import image_target
 from ..data.records import AnnotationSet
-from ..modeling.build import build_shape_prior
-from ..modeling.mask_head import UPSAMPLE_FACTOR, crop_masks_to_boxes
-from ..modeling.shape_prior import (
+from ..modeling.mask_branches.roi_masks import UPSAMPLE_FACTOR, crop_masks_to_boxes
+from ..modeling.mask_branches.vrsp_shape_prior import (
     ShapeAutoEncoder,
     ShapePrior,
     dihedral_augment,
     kmeans,
     reconstruction_loss,
+    shape_prior_from_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def build_codebook(
     cfg.MODEL.NUM_CLASSES = len(annotations.categories)
     cfg.MODEL.VRSP.SHAPE_PRIOR.FILE = ""
     torch.manual_seed(cfg.SOLVER.SEED)  # the auto-encoder's initialisation
-    prior = build_shape_prior(cfg)
+    prior = shape_prior_from_config(cfg)
     mask_size = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION * UPSAMPLE_FACTOR
     shapes, labels = training_shapes(annotations, mask_size)
     summary = {"shapes": len(shapes), "mask_size": mask_size}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import conv_stack, init_predictor, init_trunk
+from ..layers import conv_stack, init_predictor, init_trunk
 
 
 class GlobalLayeringModule(nn.Module):
@@ -38,14 +38,14 @@ class GlobalLayeringModule(nn.Module):
         return self.classifier(self.convs(features[self.feature_name]))
 
 
-def global_layering_targets(global_maps: list[Tensor], batch_size_hw: tuple[int, int], stride: int) -> Tensor:
+def global_layering_targets(global_maps: list[Tensor], batch_hw: tuple[int, int], stride: int) -> Tensor:
     """G of each image, zero-padded to the batch and sampled at the centres of the stride-s cells.
 
     global_maps: per image its G (H_i, W_i) int64 (``global_layering_map`` of its amodal masks) in
     network-input pixels (training images are not resized by the model, so the masks already match
     the batch). Returns (B, H/s, W/s) int64.
     """
-    height, width = batch_size_hw
+    height, width = batch_hw
     device = global_maps[0].device
     maps = torch.zeros((len(global_maps), height, width), dtype=torch.long, device=device)
     for slot, global_map in zip(maps, global_maps):

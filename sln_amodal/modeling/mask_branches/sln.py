@@ -1,6 +1,6 @@
 """The Semantics Layering Network's mask branch (SPEC sections 2-4), layer by layer:
 
-1. global layering: G predicted on an FPN level for the whole image (``global_layering.py``);
+1. global layering: G predicted on an FPN level for the whole image (``sln_global_layering.py``);
 2. instance layering: per RoI, the pooled features plus the RoI crop of the soft global layering
    output (optionally also the RoI's single-layer context) -> convolutions (optionally dilated) ->
    2x deconvolution -> L, the instance layering map (K + 1 classes);
@@ -9,30 +9,34 @@
 Training targets come from the GT masks of each positive RoI's matched object (SPEC section 2,
 ``sln_amodal.layering``); the cells where another object overlaps the RoI's may weigh more in the
 losses (SPEC section 4). At test time S is decoded into amodal and visible masks, occlusion rates
-and depth ranks (SPEC section 3) by ``finalize`` once the boxes are in original-image pixels.
-It follows the mask-branch interface of ``roi_heads.py``.
+and depth ranks (SPEC section 3) by ``finalize`` once the boxes are in original-image pixels. Its
+debug picture shows the sem-dist maps (``sln_pictures.py``).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layering import (
+from ...config import ConfigError
+from ...layering import (
     decode_detections,
     global_layering_map,
     resolve_depth_order,
+    resolve_dist_saturation,
     roi_layering_targets,
     roi_overlap_cells,
 )
-from .global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
-from .layers import conv_stack, init_predictor, init_trunk
-from .mask_head import UPSAMPLE_FACTOR, graph_keeping_zero, select_class_maps
-from .poolers import MultiScaleRoIAlign, boxes_to_rois
-from .roi_align import roi_align
-from .roi_heads import RoIBatch
+from ..layers import conv_stack, init_predictor, init_trunk
+from ..poolers import MultiScaleRoIAlign, boxes_to_rois, roi_pooler_from_config
+from ..roi_align import roi_align
+from .base import MaskBranch, RoIBatch, register_mask_branch
+from .roi_masks import UPSAMPLE_FACTOR, graph_keeping_zero, select_class_maps
+from .sln_global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
+from .sln_pictures import matched_sem_dist_maps, sem_dist_picture
 
 
 SINGLE_LAYER_CONTEXT = "single_layer"
@@ -50,7 +54,11 @@ def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor
     return total / single_layer_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
 
 
-class SLNHead(nn.Module):
+SEM_DIST_PICTURE = "sem_dist"
+
+
+@register_mask_branch("SLNHead")
+class SLNHead(MaskBranch):
     """Args:
         pooler: RoIAlign of the FPN features for the branch (14 x 14 by default).
         global_layering: predicts G; its level's stride places its output for RoIAlign.
@@ -76,8 +84,11 @@ class SLNHead(nn.Module):
         pooler_aligned: half-pixel offset of RoIAlign, as for the FPN pooler.
     """
 
+    debug_picture_names = (SEM_DIST_PICTURE,)
+
     def __init__(
         self,
+        *,
         pooler: MultiScaleRoIAlign,
         global_layering: GlobalLayeringModule,
         global_stride: int,
@@ -127,6 +138,41 @@ class SLNHead(nn.Module):
         self.sem_dist_predictor = nn.Conv2d(channels, 1 if class_agnostic else num_classes + 1, 1)
         init_trunk(self.instance_trunk, self.deconv, self.sem_dist_trunk)
         init_predictor(self.instance_classifier, self.sem_dist_predictor)
+
+    @classmethod
+    def from_config(cls, cfg, backbone) -> dict:
+        m, sln = cfg.MODEL.ROI_MASK_HEAD, cfg.MODEL.SLN
+        if m.POOLER_RESOLUTION * UPSAMPLE_FACTOR != sln.ROI_RESOLUTION:
+            raise ConfigError(
+                f"MODEL.SLN.ROI_RESOLUTION ({sln.ROI_RESOLUTION}) must be {UPSAMPLE_FACTOR} x "
+                f"MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION ({m.POOLER_RESOLUTION})"
+            )
+        if sln.GLOBAL_FEATURE not in backbone.strides:
+            raise ConfigError(f"MODEL.SLN.GLOBAL_FEATURE: unknown FPN level {sln.GLOBAL_FEATURE!r}, "
+                              f"choose from {sorted(backbone.strides)}")
+        return {
+            "pooler": roi_pooler_from_config(cfg, backbone, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
+            "global_layering": GlobalLayeringModule(
+                sln.GLOBAL_FEATURE, backbone.out_channels, sln.GLOBAL_CONV_DIMS, sln.NUM_LAYERS),
+            "global_stride": backbone.strides[sln.GLOBAL_FEATURE],
+            "in_channels": backbone.out_channels,
+            "instance_conv_dims": sln.INSTANCE_CONV_DIMS,
+            "instance_conv_dilations": sln.INSTANCE_CONV_DILATIONS,
+            "roi_context": sln.INSTANCE_ROI_CONTEXT,
+            "deconv_dim": sln.DECONV_DIM,
+            "sem_dist_conv_dims": sln.SEM_DIST_CONV_DIMS,
+            "sem_dist_conv_dilations": sln.SEM_DIST_CONV_DILATIONS,
+            "num_classes": cfg.MODEL.NUM_CLASSES,
+            "class_agnostic": sln.CLS_AGNOSTIC,
+            "num_layers": sln.NUM_LAYERS,
+            "dist_saturation": resolve_dist_saturation(sln.DIST_SATURATION, sln.ROI_RESOLUTION),
+            "smooth_l1_beta": sln.SMOOTH_L1_BETA,
+            "loss_weights": (sln.GLOBAL_LOSS_WEIGHT, sln.INSTANCE_LOSS_WEIGHT, sln.SEM_DIST_LOSS_WEIGHT),
+            "overlap_cell_weight": sln.OVERLAP_CELL_WEIGHT,
+            "amodal_thresh": sln.AMODAL_THRESH,
+            "visible_margin": sln.VISIBLE_MARGIN,
+            "pooler_aligned": cfg.MODEL.ROI_HEADS.POOLER_ALIGNED,
+        }
 
     def predict(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Global logits (B, K+1, h, w), instance layering logits (R, K+1, M, M), S (R, C', M, M)."""
@@ -215,3 +261,15 @@ class SLNHead(nn.Module):
             "occlude_rate": decoded["occlude_rate"],
             "depth_rank": decoded["depth_rank"],
         }
+
+    def debug_pictures(self, detection: dict[str, Tensor], target: dict | None, max_rois: int,
+                       match_iou: float) -> dict[str, np.ndarray]:
+        """The sem-dist maps of the best-scoring detections, each beside its target when ``target`` is given."""
+        if target is None:
+            best = detection["scores"].argsort(descending=True)[:max_rois]
+            return {SEM_DIST_PICTURE: sem_dist_picture(detection["sem_dist"][best], None, self.num_layers)}
+        predicted, expected = matched_sem_dist_maps(
+            detection, target, self.num_layers, self.dist_saturation, max_rois, match_iou)
+        if len(predicted) == 0:
+            return {}
+        return {SEM_DIST_PICTURE: sem_dist_picture(predicted, expected, self.num_layers)}

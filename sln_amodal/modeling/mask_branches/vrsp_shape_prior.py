@@ -4,8 +4,8 @@ retrieved and decoded.
 
 The codebook is saved as one file per dataset (``shape_prior_file_content``) holding the
 auto-encoder's weights, the per-class codes and the categories they were built for;
-``ShapePrior.load_file`` reads it into a model. ``engine/shape_prior.py`` trains the auto-encoder
-and builds the codebook.
+``ShapePrior.load_file`` reads it into a model. ``engine/shape_codebook.py`` trains the
+auto-encoder and builds the codebook.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .weights import UntrustedCheckpointError, read_torch_file
+from ...torch_files import UntrustedCheckpointError, read_torch_file
+from .roi_masks import UPSAMPLE_FACTOR
 
 SHAPE_PRIOR_FORMAT = "sln_amodal.shape_prior/1"
 # Rows of points compared with all centres at once in k-means (bounds the (rows, k) distance matrix).
@@ -213,3 +214,14 @@ def shape_prior_file_content(prior: ShapePrior, categories: list[dict]) -> dict:
         "codes": prior.codes.detach().cpu(),
         "sizes": prior.sizes.detach().cpu(),
     }
+
+
+def shape_prior_from_config(cfg) -> ShapePrior:
+    """The shape prior of ``cfg`` (MODEL.VRSP.SHAPE_PRIOR) with the codebook of its FILE, if named."""
+    prior_cfg = cfg.MODEL.VRSP.SHAPE_PRIOR
+    mask_size = cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION * UPSAMPLE_FACTOR
+    prior = ShapePrior(cfg.MODEL.NUM_CLASSES, mask_size, prior_cfg.CHANNELS, prior_cfg.NUM_CONVS,
+                       prior_cfg.NUM_CLUSTERS)
+    if prior_cfg.FILE:
+        prior.load_file(prior_cfg.FILE)
+    return prior

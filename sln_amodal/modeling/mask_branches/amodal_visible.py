@@ -1,5 +1,5 @@
 """The base of the mask branches that predict an amodal and a visible mask per RoI with two
-Mask R-CNN mask networks (ORCNN, VRSP-Net); it follows the mask-branch interface of ``roi_heads.py``.
+Mask R-CNN mask networks (ORCNN, VRSP-Net).
 
 Eval outputs ``amodal_probs`` and ``visible_probs`` (R, 1, M, M), the sigmoids of the predicted
 class's logits, which the image transform pastes; ``finalize`` binarises them and derives the
@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .mask_head import MaskFCN, mask_outputs, select_class_maps
-from .poolers import MultiScaleRoIAlign
-from .roi_heads import RoIBatch
+from ..poolers import MultiScaleRoIAlign
+from .base import MaskBranch, RoIBatch
+from .mask_rcnn import mask_network_config
+from .roi_masks import MaskFCN, mask_outputs, select_class_maps
 
 
-class AmodalVisibleHead(nn.Module):
+class AmodalVisibleHead(MaskBranch):
     """Args:
         pooler: RoIAlign for the branch (14 x 14 by default).
         in_channels: channels of the pooled features.
@@ -27,8 +28,11 @@ class AmodalVisibleHead(nn.Module):
         mask_thresh: probability at which a pasted mask is binarised.
     """
 
+    pasted_fields = ("amodal_probs", "visible_probs")
+
     def __init__(
         self,
+        *,
         pooler: MultiScaleRoIAlign,
         in_channels: int,
         conv_dims: Sequence[int],
@@ -43,6 +47,10 @@ class AmodalVisibleHead(nn.Module):
         num_outputs = 1 if class_agnostic else num_classes + 1
         self.amodal_fcn = MaskFCN(in_channels, conv_dims, deconv_dim, num_outputs)
         self.visible_fcn = MaskFCN(in_channels, conv_dims, deconv_dim, num_outputs)
+
+    @classmethod
+    def from_config(cls, cfg, backbone) -> dict:
+        return mask_network_config(cfg, backbone)
 
     @staticmethod
     def predictions(amodal_logits: Tensor, visible_logits: Tensor, rois: RoIBatch, **per_roi: Tensor) -> list[dict]:

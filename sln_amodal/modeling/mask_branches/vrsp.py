@@ -1,5 +1,5 @@
 """VRSP-Net (Xiao et al., AAAI 2021): amodal segmentation from visible-region segmentation and a
-shape prior, as a mask branch with the interface of ``roi_heads.py``.
+shape prior, as a mask branch.
 
 On the pooled RoI features x (R, C, P, P), with A = the amodal and V = the visible mask network:
 
@@ -35,12 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layering import count_true
-from .amodal_visible_head import AmodalVisibleHead
-from .mask_head import UPSAMPLE_FACTOR, class_mask_loss, graph_keeping_zero, roi_mask_targets, select_class_maps
-from .poolers import MultiScaleRoIAlign
-from .roi_heads import RoIBatch
-from .shape_prior import ShapePrior, reconstruction_loss
+from ...config import ConfigError
+from ...structures.pixel_counts import count_true
+from ..poolers import MultiScaleRoIAlign
+from .amodal_visible import AmodalVisibleHead
+from .base import RoIBatch, register_mask_branch
+from .mask_rcnn import mask_network_config
+from .roi_masks import UPSAMPLE_FACTOR, class_mask_loss, graph_keeping_zero, roi_mask_targets, select_class_maps
+from .vrsp_shape_prior import ShapePrior, reconstruction_loss, shape_prior_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class VisibleReclassifier(nn.Module):
         return self.classifier(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
 
 
+@register_mask_branch("VRSPHead")
 class VRSPHead(AmodalVisibleHead):
     """Args (after ``AmodalVisibleHead``'s):
         cross_task_refinement: CtRef (and the GT-attention pass it trains with).
@@ -113,6 +116,7 @@ class VRSPHead(AmodalVisibleHead):
 
     def __init__(
         self,
+        *,
         pooler: MultiScaleRoIAlign,
         in_channels: int,
         conv_dims: Sequence[int],
@@ -133,7 +137,8 @@ class VRSPHead(AmodalVisibleHead):
         shape_prior_alpha: float,
         reconstruction_weight: float,
     ):
-        super().__init__(pooler, in_channels, conv_dims, deconv_dim, num_classes, class_agnostic, mask_thresh)
+        super().__init__(pooler=pooler, in_channels=in_channels, conv_dims=conv_dims, deconv_dim=deconv_dim,
+                         num_classes=num_classes, class_agnostic=class_agnostic, mask_thresh=mask_thresh)
         if feature_matching_weights is not None and not cross_task_refinement:
             raise ValueError("feature matching compares with the GT-attention pass, which comes with cross-task "
                              "refinement: turn MODEL.VRSP.CROSS_TASK_REFINEMENT on or MODEL.VRSP.FEATURE_MATCHING off")
@@ -153,6 +158,47 @@ class VRSPHead(AmodalVisibleHead):
         self.reconstruction_weight = reconstruction_weight
         self.prior_fusion = nn.Conv2d(in_channels + shape_prior_k, in_channels, 3, padding=1) if shape_prior_k else None
         self._warned_no_codebook = False
+
+    @classmethod
+    def from_config(cls, cfg, backbone) -> dict:
+        v = cfg.MODEL.VRSP
+        prior_cfg = v.SHAPE_PRIOR
+        if v.SHAPE_PRIOR_REFINEMENT and prior_cfg.TRAIN_JOINTLY:
+            raise ConfigError("MODEL.VRSP.SHAPE_PRIOR.TRAIN_JOINTLY: shape-prior refinement needs its codebook "
+                              "before training, so the auto-encoder cannot train jointly; turn one of them off")
+        if v.SHAPE_PRIOR_REFINEMENT and not prior_cfg.FILE:
+            raise ConfigError("MODEL.VRSP.SHAPE_PRIOR.FILE: shape-prior refinement needs a codebook file "
+                              "(scripts/build_shape_codebook.py writes one)")
+        if v.SHAPE_PRIOR_REFINEMENT and v.SHAPE_PRIOR_K > prior_cfg.NUM_CLUSTERS:
+            raise ConfigError(f"MODEL.VRSP.SHAPE_PRIOR_K ({v.SHAPE_PRIOR_K}) exceeds the codebook's "
+                              f"MODEL.VRSP.SHAPE_PRIOR.NUM_CLUSTERS ({prior_cfg.NUM_CLUSTERS})")
+        uses_prior = v.SHAPE_PRIOR_REFINEMENT or v.SHAPE_PRIOR_RETRIEVAL or prior_cfg.TRAIN_JOINTLY
+        shape_prior = shape_prior_from_config(cfg) if uses_prior else None
+        if shape_prior is not None:
+            shape_prior.autoencoder.requires_grad_(prior_cfg.TRAIN_JOINTLY)  # otherwise fixed by its file
+        pooled_features = backbone.out_channels * cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION**2
+        reclassifier = VisibleReclassifier(
+            pooled_features, v.RECLASSIFICATION_FC_DIM, cfg.MODEL.NUM_CLASSES) if v.RECLASSIFICATION else None
+        return {
+            **mask_network_config(cfg, backbone),
+            "cross_task_refinement": v.CROSS_TASK_REFINEMENT,
+            "gt_attention_weights": (v.GT_AMODAL_WEIGHT, v.GT_VISIBLE_WEIGHT),
+            "feature_matching_weights": tuple(v.FEATURE_MATCHING_WEIGHTS) if v.FEATURE_MATCHING else None,
+            "reclassifier": reclassifier,
+            "reclassification_weight": v.RECLASSIFICATION_WEIGHT,
+            "reclassification_gt_weight": v.RECLASSIFICATION_GT_WEIGHT,
+            "reclassification_floor": v.RECLASSIFICATION_FLOOR,
+            "shape_prior": shape_prior,
+            "shape_prior_k": v.SHAPE_PRIOR_K if v.SHAPE_PRIOR_REFINEMENT else 0,
+            "shape_prior_retrieval": v.SHAPE_PRIOR_RETRIEVAL,
+            "shape_prior_alpha": v.SHAPE_PRIOR_ALPHA,
+            "reconstruction_weight": prior_cfg.RECONSTRUCTION_WEIGHT if prior_cfg.TRAIN_JOINTLY else 0.0,
+        }
+
+    def check_categories(self, categories: list[dict]) -> None:
+        """The shape prior's codebook file must have been built for the dataset's categories."""
+        if self.shape_prior is not None:
+            self.shape_prior.check_categories(categories)
 
     @property
     def refines_amodal(self) -> bool:
