@@ -26,7 +26,8 @@ from torch import nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sln_amodal.config import CfgNode, ConfigError, load_config
-from sln_amodal.data.catalog import DATA_TYPES, resolve_split
+from sln_amodal.data.catalog import resolve_split_from_config
+from sln_amodal.data.data_types import data_type_names
 from sln_amodal.data.dataset import build_dataset
 from sln_amodal.data.loader import build_eval_loader
 from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, category_ids_of
@@ -65,7 +66,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     train_parser.add_argument("--config", help="YAML config file")
     train_parser.add_argument("--logs", help=f"run folder for checkpoints, TensorBoard events and config.yaml "
                                              f"(default {LOGS_ROOT}/<config file stem or 'default'>)")
-    train_parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
+    train_parser.add_argument("--data_type", type=str.upper, choices=data_type_names(),
                               help="dataset layout (default: config DATASETS.DATA_TYPE)")
     add_trust_checkpoint_option(train_parser)
     train_parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
@@ -80,7 +81,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
                         help="results JSON: COCO results with amodal `segmentation` and `visible_segmentation`")
     evaluate.add_argument("--out", required=True,
                           help=f"folder for {METRICS_FILE} and {PR_CURVES_FILE} (and {RESULTS_FILE} with --model)")
-    evaluate.add_argument("--data_type", type=str.upper, choices=DATA_TYPES,
+    evaluate.add_argument("--data_type", type=str.upper, choices=data_type_names(),
                           help="dataset layout (default: config DATASETS.DATA_TYPE)")
     evaluate.add_argument("--config", help="YAML config file")
     add_trust_checkpoint_option(evaluate)
@@ -126,9 +127,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
         cfg = load_config(args.config, args.overrides)
     if args.data_type:
         cfg.DATASETS.DATA_TYPE = args.data_type
-    data = cfg.DATASETS
-    annotations, image_root = resolve_split(args.dataset, data.VAL_SPLIT, data.DATA_TYPE, data.STRICT,
-                                            data.CACHE_DIR, data.COCOA_ANNOTATOR, need_images=bool(args.model))
+    annotations, image_root = resolve_split_from_config(cfg, args.dataset, cfg.DATASETS.VAL_SPLIT,
+                                                        need_images=bool(args.model))
     results_path = args.results
     if args.model:
         results_path, annotations = write_model_results(model, cfg, categories, annotations, image_root, args.out)

@@ -17,7 +17,8 @@ import sys
 
 
 from sln_amodal.config import ConfigError, load_config
-from sln_amodal.data.catalog import DATA_TYPES, resolve_split
+from sln_amodal.data.catalog import resolve_split_from_config
+from sln_amodal.data.data_types import data_type_names
 from sln_amodal.data.records import AnnotationError
 from sln_amodal.engine.checkpoint import CheckpointError, atomic_torch_save, load_trained_model
 from sln_amodal.engine.shape_codebook import build_codebook
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="YAML config (MODEL.VRSP.SHAPE_PRIOR, mask resolution, SOLVER.SEED)")
     parser.add_argument("--model", help="VRSP-Net training checkpoint whose jointly trained auto-encoder to use "
                                         "(its config replaces --config)")
-    parser.add_argument("--data_type", type=str.upper, choices=DATA_TYPES, help="dataset layout")
+    parser.add_argument("--data_type", type=str.upper, choices=data_type_names(), help="dataset layout")
     add_trust_checkpoint_option(parser)
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
     args = parser.parse_intermixed_args(argv)
@@ -52,9 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = load_config(args.config, args.overrides)
         if args.data_type:
             cfg.DATASETS.DATA_TYPE = args.data_type
-        data = cfg.DATASETS
-        annotations, _ = resolve_split(args.dataset, data.TRAIN_SPLIT, data.DATA_TYPE, data.STRICT, data.CACHE_DIR,
-                                       data.COCOA_ANNOTATOR)
+        annotations, _ = resolve_split_from_config(cfg, args.dataset, cfg.DATASETS.TRAIN_SPLIT)
         if args.model and categories != annotations.categories:
             raise CheckpointError(f"{args.model}: categories: differ from those of {args.dataset}")
         prior, summary = build_codebook(cfg, annotations, autoencoder)

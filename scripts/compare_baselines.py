@@ -49,7 +49,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from amodal_train import score_results, write_model_results  # noqa: E402
 from sln_amodal.config import load_config  # noqa: E402
-from sln_amodal.data.catalog import resolve_split  # noqa: E402
+from sln_amodal.data.catalog import resolve_split_from_config  # noqa: E402
 from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset  # noqa: E402
 from sln_amodal.engine.checkpoint import atomic_torch_save  # noqa: E402
 from sln_amodal.engine.shape_codebook import build_codebook  # noqa: E402
@@ -160,7 +160,7 @@ def ensure_dataset(path: str) -> None:
 def build_method_codebook(cfg, dataset: str, path: str) -> float:
     """Write the VRSP-Net codebook of the training split to ``path``; returns the seconds it took."""
     started = time.perf_counter()
-    annotations, _ = resolve_split(dataset, cfg.DATASETS.TRAIN_SPLIT, cfg.DATASETS.DATA_TYPE)
+    annotations, _ = resolve_split_from_config(cfg, dataset, cfg.DATASETS.TRAIN_SPLIT)
     prior, _ = build_codebook(cfg, annotations)
     atomic_torch_save(shape_prior_file_content(prior, annotations.categories), path)
     return time.perf_counter() - started
@@ -207,7 +207,7 @@ def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
 
     model = result.model.eval()
     data = cfg.DATASETS
-    annotations, image_root = resolve_split(args.dataset, data.VAL_SPLIT, data.DATA_TYPE)
+    annotations, image_root = resolve_split_from_config(cfg, args.dataset, data.VAL_SPLIT)
     eval_dir = os.path.join(folder, "eval")
     started = time.perf_counter()
     results_path, annotations = write_model_results(model, cfg, annotations.categories, annotations, image_root,

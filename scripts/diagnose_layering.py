@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 
-from sln_amodal.data.catalog import resolve_split
+from sln_amodal.data.catalog import resolve_split_from_config
 from sln_amodal.data.dataset import build_dataset
 from sln_amodal.engine.checkpoint import load_trained_model
 from sln_amodal.layering import resolve_depth_order, roi_layering_targets
@@ -87,9 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, cfg, _ = load_trained_model(args.model, device="cpu")  # the dataset items are on the CPU
     if not hasattr(model.roi_heads.mask_branch, "num_layers"):
         sys.exit(f"error: {args.model}: the model's mask branch is not an SLN branch (no layer levels)")
-    data = cfg.DATASETS
-    annotations, image_root = resolve_split(args.dataset, args.split or data.VAL_SPLIT, data.DATA_TYPE, data.STRICT,
-                                            data.CACHE_DIR, data.COCOA_ANNOTATOR)
+    annotations, image_root = resolve_split_from_config(cfg, args.dataset, args.split or cfg.DATASETS.VAL_SPLIT)
     dataset = build_dataset(cfg, annotations, image_root, train=False)
     classifier, sem_dist, sums = confusion_on_gt_boxes(model, dataset, args.max_images)
     names = level_names(len(sums))

@@ -158,7 +158,7 @@ def test_resolve_cocoa_layout_converts_once_then_reads_the_cache(tmp_path):
         np.testing.assert_array_equal(decode_rle(obj.amodal), mask)
 
     # Another annotator is another conversion; a changed source replaces the stale cache.
-    by_second_annotator, _ = resolve_split(str(tmp_path), "train", "COCOA", cocoa_annotator=1)
+    by_second_annotator, _ = resolve_split(str(tmp_path), "train", "COCOA", options={"annotator": 1})
     assert [len(r.objects) for r in by_second_annotator.records] == [1, 0]
     os.utime(ann, ns=(stamp, stamp + 10**9))
     resolve_split(str(tmp_path), "train", "COCOA")

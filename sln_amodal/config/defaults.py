@@ -19,7 +19,8 @@ _C.INPUT.HFLIP_PROB = 0.5
 
 # ----------------------------------------------------------------------------------- datasets
 _C.DATASETS = CfgNode()
-# COCOA | D2SA | KINS | SLN | AMODAL_COCO (the project layout: annotations/{train,val}.json)
+# AMODAL_COCO (the project layout: annotations/{train,val}.json) or a registered reader's type
+# (sln_amodal/data/data_types.py): COCOA | D2SA | KINS | SLN built in
 _C.DATASETS.DATA_TYPE = "AMODAL_COCO"
 _C.DATASETS.TRAIN_SPLIT = "train"
 _C.DATASETS.VAL_SPLIT = "val"

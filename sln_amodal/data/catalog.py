@@ -1,8 +1,8 @@
 """Where a dataset split lives on disk, and turning upstream annotations into the project's format.
 
 ``resolve_split`` serves the project layout (``DIR/annotations/{split}.json`` + ``DIR/images/``)
-directly. The upstream layouts (COCOA, D2SA, KINS, SLN) are converted on first use to amodal COCO
-JSON and cached; the cache is reused while the source files keep their path, size and mtime.
+directly. The upstream layouts, registered by their readers (``data_types.py``), are converted on
+first use to amodal COCO JSON and cached; the cache is reused while the source files keep their path, size and mtime.
 ``convert_dataset`` is the same conversion for the ``scripts/convert_*.py`` command lines.
 """
 from __future__ import annotations
@@ -12,67 +12,36 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from typing import Optional
 
+from . import readers  # noqa: F401  (registers the upstream data types)
+from .data_types import (
+    PROJECT_DATA_TYPE,
+    DataType,
+    SplitLayout,
+    data_type_names,
+    options_from_config,
+    registered_data_type,
+)
 from .readers.amodal_coco import read_amodal_coco, write_amodal_coco
-from .readers.cocoa import read_cocoa
-from .readers.d2sa import read_d2sa
-from .readers.kins import read_kins
-from .readers.sln_npz import read_sln_npz
 from .records import AnnotationError, AnnotationSet, DropLog
 
 logger = logging.getLogger(__name__)
 
-PROJECT_DATA_TYPE = "AMODAL_COCO"
 CACHE_DIR_NAME = ".sln_cache"  # under the dataset folder unless a cache_dir is given
 CACHE_FORMAT_VERSION = 2  # bump when a reader's output changes, so old caches are not reused
 # Where ``--dataset NAME`` looks for the folder NAME: the repository's datasets/ folder.
 DATASETS_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "datasets")
-
-
-@dataclass(frozen=True)
-class SplitLayout:
-    annotation_files: tuple[str, ...]  # candidates relative to the dataset folder, first found wins
-    image_dir: str  # relative to the dataset folder; the image file names are relative to it
-
-
 PROJECT_LAYOUT = SplitLayout(annotation_files=("annotations/{split}.json",), image_dir="images")
-UPSTREAM_LAYOUTS = {
-    "COCOA": {
-        "train": SplitLayout(("annotations/COCO_amodal_train2014.json",), "train2014"),
-        "val": SplitLayout(("annotations/COCO_amodal_val2014.json",), "val2014"),
-    },
-    "D2SA": {
-        "train": SplitLayout(("annotations/D2S_amodal_training_rot0.json",), "images"),
-        "val": SplitLayout(("annotations/D2S_amodal_validation.json",), "images"),
-    },
-    "KINS": {
-        "train": SplitLayout(("instances_train.json", "update_train_2020.json"), "training/image_2"),
-        "val": SplitLayout(("instances_val.json", "update_test_2020.json"), "testing/image_2"),
-    },
-    # The layer maps lie beside the images, so the image folder is the source.
-    "SLN": {
-        "train": SplitLayout((), "train2014"),
-        "val": SplitLayout((), "val2014"),
-    },
-}
-DATA_TYPES = (PROJECT_DATA_TYPE, *UPSTREAM_LAYOUTS)
 
 
-def read_source(
-    data_type: str, source: str, log: DropLog, image_root: Optional[str] = None, cocoa_annotator: int = 0
-) -> AnnotationSet:
-    """Read an upstream annotation file (the image folder for SLN) with the reader of its type."""
-    if data_type == "COCOA":
-        return read_cocoa(source, log=log, annotator=cocoa_annotator, image_root=image_root)
-    if data_type == "D2SA":
-        return read_d2sa(source, log=log, image_root=image_root)
-    if data_type == "KINS":
-        return read_kins(source, log=log, image_root=image_root)
-    if data_type == "SLN":
-        return read_sln_npz(source, log=log)
-    raise ValueError(f"unknown data type {data_type!r}; expected one of {', '.join(UPSTREAM_LAYOUTS)}")
+def read_source(data_type: str, source: str, log: DropLog, image_root: Optional[str] = None,
+                options: Optional[dict] = None) -> AnnotationSet:
+    """Read an upstream annotation file (the image folder for an image-folder type) with the
+    registered reader of its type and the reader's keyword ``options``."""
+    entry = registered_data_type(data_type)
+    extra = {} if entry.source_is_image_folder else {"image_root": image_root}
+    return entry.read(source, strict=log.strict, log=log, **extra, **(options or {}))
 
 
 def convert_dataset(
@@ -81,14 +50,15 @@ def convert_dataset(
     out: str,
     image_root: Optional[str] = None,
     strict: bool = False,
-    cocoa_annotator: int = 0,
+    options: Optional[dict] = None,
 ) -> DropLog:
     """Convert ``source`` to amodal COCO JSON at ``out``; returns what was read, kept and dropped.
 
     With ``image_root`` given, images whose file is missing there are dropped and counted.
+    ``options``: the reader's keyword options (its ``DataType.options``).
     """
     log = DropLog(source, strict)
-    write_amodal_coco(read_source(data_type, source, log, image_root, cocoa_annotator), out)
+    write_amodal_coco(read_source(data_type, source, log, image_root, options), out)
     return log
 
 
@@ -98,31 +68,33 @@ def resolve_split(
     data_type: str,
     strict: bool = False,
     cache_dir: Optional[str] = None,
-    cocoa_annotator: int = 0,
+    options: Optional[dict] = None,
     need_images: bool = True,
 ) -> tuple[AnnotationSet, str]:
     """(annotations, image folder) of one split of the dataset ``dataset`` (a folder, or the name of
     one in ``DATASETS_ROOT``).
 
-    ``data_type`` is one of ``DATA_TYPES`` (config DATASETS.DATA_TYPE), ``cache_dir`` overrides
-    where conversions are cached (DATASETS.CACHE_DIR) and ``cocoa_annotator`` picks the COCOA
-    annotator (DATASETS.COCOA_ANNOTATOR). A missing file or folder raises FileNotFoundError naming
-    the path that was expected; the image folder may be missing when ``need_images`` is False
-    (scoring a results file). A split without categories or without any kept image raises
-    AnnotationError.
+    ``data_type`` is one of ``data_type_names()`` (config DATASETS.DATA_TYPE), ``cache_dir``
+    overrides where conversions are cached (DATASETS.CACHE_DIR) and ``options`` are the reader's
+    keyword options (``resolve_split_from_config`` reads all of them from the config). A missing
+    file or folder raises FileNotFoundError naming the path that was expected; the image folder may
+    be missing when ``need_images`` is False (scoring a results file). A split without categories
+    or without any kept image raises AnnotationError.
     """
     data_type = data_type.upper()
     dataset = dataset_folder(dataset)
-    layout = _layout(data_type, split)
+    entry = None if data_type == PROJECT_DATA_TYPE else registered_data_type(data_type)
+    layout = _layout(entry, data_type, split)
     image_root = os.path.join(dataset, layout.image_dir)
-    if not os.path.isdir(image_root) and (need_images or data_type == "SLN"):
+    images_are_source = entry is not None and entry.source_is_image_folder
+    if not os.path.isdir(image_root) and (need_images or images_are_source):
         raise FileNotFoundError(_missing_message([image_root], data_type, split, "image folder"))
-    if data_type == PROJECT_DATA_TYPE:
+    if entry is None:
         path = _find_annotation_file(dataset, layout, data_type, split)
     else:
-        source = image_root if data_type == "SLN" else _find_annotation_file(dataset, layout, data_type, split)
+        source = image_root if images_are_source else _find_annotation_file(dataset, layout, data_type, split)
         path = _cached_conversion(data_type, split, source, strict, cache_dir or os.path.join(dataset, CACHE_DIR_NAME),
-                                  cocoa_annotator)
+                                  options or {})
     log = DropLog(path, strict)
     annotations = read_amodal_coco(path, strict, log)
     logger.info("%s", log.summary())
@@ -132,6 +104,15 @@ def resolve_split(
         raise AnnotationError(path, "images", f"no image of the {split} split is usable ({log.counts['images read']} "
                               "read; see the summary above for why they were dropped)")
     return annotations, image_root
+
+
+def resolve_split_from_config(cfg, dataset: str, split: str, need_images: bool = True) -> tuple[AnnotationSet, str]:
+    """``resolve_split`` with every setting of config section DATASETS: DATA_TYPE, STRICT, CACHE_DIR
+    and the options of the data type's reader."""
+    data = cfg.DATASETS
+    data_type = data.DATA_TYPE.upper()
+    options = {} if data_type == PROJECT_DATA_TYPE else options_from_config(registered_data_type(data_type), data)
+    return resolve_split(dataset, split, data_type, data.STRICT, data.CACHE_DIR, options, need_images)
 
 
 def dataset_folder(dataset: str) -> str:
@@ -145,13 +126,11 @@ def dataset_folder(dataset: str) -> str:
     raise FileNotFoundError(f"{dataset}: no such dataset folder (nor {named})")
 
 
-def _layout(data_type: str, split: str) -> SplitLayout:
-    if data_type == PROJECT_DATA_TYPE:
+def _layout(entry: Optional[DataType], data_type: str, split: str) -> SplitLayout:
+    if entry is None:
         files = tuple(name.format(split=split) for name in PROJECT_LAYOUT.annotation_files)
         return SplitLayout(files, PROJECT_LAYOUT.image_dir)
-    if data_type not in UPSTREAM_LAYOUTS:
-        raise ValueError(f"unknown --data_type {data_type!r}; expected one of {', '.join(DATA_TYPES)}")
-    splits = UPSTREAM_LAYOUTS[data_type]
+    splits = entry.splits
     if split not in splits:
         raise ValueError(f"--data_type {data_type} has the splits {', '.join(splits)}, not {split!r}")
     return splits[split]
@@ -167,18 +146,16 @@ def _find_annotation_file(dataset: str, layout: SplitLayout, data_type: str, spl
 
 def _missing_message(expected: list[str], data_type: str, split: str, what: str) -> str:
     return (f"no {split} {what} for --data_type {data_type}: expected {' or '.join(expected)} "
-            f"(other layouts: --data_type {' | '.join(t for t in DATA_TYPES if t != data_type)})")
+            f"(other layouts: --data_type {' | '.join(t for t in data_type_names() if t != data_type)})")
 
 
-def _cached_conversion(
-    data_type: str, split: str, source: str, strict: bool, cache_dir: str, cocoa_annotator: int
-) -> str:
+def _cached_conversion(data_type: str, split: str, source: str, strict: bool, cache_dir: str, options: dict) -> str:
     """Path of the converted split, converting only when no cache matches the source as it is now."""
     key = {
         "version": CACHE_FORMAT_VERSION,
         "data_type": data_type,
         "strict": strict,
-        "cocoa_annotator": cocoa_annotator if data_type == "COCOA" else None,
+        "options": options,
         "source": _source_fingerprint(source),
     }
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
@@ -188,7 +165,7 @@ def _cached_conversion(
         logger.info("using cached conversion %s of %s", path, source)
         return path
     logger.info("converting %s (%s) to %s", source, data_type, path)
-    log = convert_dataset(data_type, source, path, strict=strict, cocoa_annotator=cocoa_annotator)
+    log = convert_dataset(data_type, source, path, strict=strict, options=options)
     logger.info("%s", log.summary())
     for stale in glob.glob(f"{glob.escape(prefix)}_*.json"):
         if stale != path:

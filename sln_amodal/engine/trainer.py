@@ -31,7 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..config import CfgNode, ConfigError
 from ..config.checks import check_config
-from ..data.catalog import resolve_split
+from ..data.catalog import resolve_split_from_config
 from ..data.dataset import SKIPPED_IMAGES_FIELD, build_dataset
 from ..data.loader import build_train_loader
 from ..data.records import class_names_of
@@ -120,8 +120,7 @@ class Trainer:
             remove_stale_temporaries(logs_dir)
 
         with distributed.main_process_first():  # a conversion cache is written once, by process 0
-            annotations, image_root = resolve_split(
-                dataset, data.TRAIN_SPLIT, data.DATA_TYPE, data.STRICT, data.CACHE_DIR, data.COCOA_ANNOTATOR)
+            annotations, image_root = resolve_split_from_config(cfg, dataset, data.TRAIN_SPLIT)
         self.categories = annotations.categories
         cfg.MODEL.NUM_CLASSES = len(self.categories)
         logger.info("MODEL.NUM_CLASSES = %d, from the categories of %s: %s", cfg.MODEL.NUM_CLASSES, dataset,

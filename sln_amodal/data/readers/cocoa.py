@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ...structures.masks import describe_value
+from ..data_types import DataType, ReaderOption, SplitLayout, register_data_type
 from ..records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from .coco_style import assign_depth_ranks, build_masked_object, read_images, read_objects
 from .common import bool_field, load_annotation_file, number_field, str_field
@@ -96,3 +97,12 @@ def parse_depth_constraint(
             pairs.append((object_of_region[front], object_of_region[back]))
             log.kept("depth constraints")
     return pairs
+
+
+register_data_type(DataType(
+    "COCOA", read_cocoa,
+    splits={"train": SplitLayout(("annotations/COCO_amodal_train2014.json",), "train2014"),
+            "val": SplitLayout(("annotations/COCO_amodal_val2014.json",), "val2014")},
+    options=(ReaderOption("annotator", "COCOA_ANNOTATOR", "--annotator", int,
+                          "which annotator record of each image to use (0 = first)"),),
+))

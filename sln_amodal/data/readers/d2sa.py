@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..data_types import DataType, SplitLayout, register_data_type
 from ...structures.masks import describe_value
 from ..records import AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from .coco_style import (
@@ -68,3 +69,10 @@ def _depth(ann: dict) -> Optional[float]:
     if not isinstance(region, dict):
         raise FieldError("amodal_region", f"expected an object, got {describe_value(region)}")
     return number_field(region, "order")
+
+
+register_data_type(DataType(
+    "D2SA", read_d2sa,
+    splits={"train": SplitLayout(("annotations/D2S_amodal_training_rot0.json",), "images"),
+            "val": SplitLayout(("annotations/D2S_amodal_validation.json",), "images")},
+))

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..data_types import DataType, SplitLayout, register_data_type
 from ...structures.masks import describe_value
 from ..records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
 from .coco_style import annotation_where, category_field, read_images, read_objects
@@ -112,3 +113,10 @@ def cluster_depth_constraints(clusters: list, orders: list) -> list[tuple[int, i
     order = np.array([orders[i] for i in index], dtype=np.float64)
     in_front = (cluster[:, None] == cluster[None, :]) & (order[:, None] < order[None, :])  # K x K
     return [(int(index[a]), int(index[b])) for a, b in np.argwhere(in_front)]
+
+
+register_data_type(DataType(
+    "KINS", read_kins,
+    splits={"train": SplitLayout(("instances_train.json", "update_train_2020.json"), "training/image_2"),
+            "val": SplitLayout(("instances_val.json", "update_test_2020.json"), "testing/image_2")},
+))

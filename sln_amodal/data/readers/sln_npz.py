@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 from tqdm import tqdm
 
+from ..data_types import DataType, SplitLayout, register_data_type
 from ...structures.masks import encode_masks
 from ..records import AnnotationError, AnnotationSet, DropLog, ImageRecord
 from .cocoa import OBJECT_CATEGORIES, OBJECT_CATEGORY_ID
@@ -106,3 +107,11 @@ def write_sln_npz(path: str, visible_masks: np.ndarray, amodal_masks: np.ndarray
     bits[..., MAX_OBJECTS:MAX_OBJECTS + num_objects] = np.moveaxis(amodal & ~visible, 0, -1)
     layer = np.packbits(bits, axis=-1, bitorder="little").view("<u8")[..., 0].astype(np.uint64)
     np.savez_compressed(path, **{LAYER_KEY: layer})
+
+
+# The layer maps lie beside the images, so the image folder is the source.
+register_data_type(DataType(
+    "SLN", read_sln_npz,
+    splits={"train": SplitLayout((), "train2014"), "val": SplitLayout((), "val2014")},
+    source_is_image_folder=True,
+))
