@@ -14,6 +14,9 @@ import numpy as np
 
 REAL_TYPES = (int, float, np.integer, np.floating)
 UINT8_MAX = int(np.iinfo(np.uint8).max)  # the full scale of 8-bit images
+# Hues this fraction of the circle apart never repeat and stay far apart for small counts: object
+# colours in pictures, object fills in the synthetic data.
+GOLDEN_RATIO_CONJUGATE = (math.sqrt(5) - 1) / 2
 
 
 def is_number(value: Any) -> bool:

@@ -18,7 +18,7 @@ from PIL import Image
 from skimage.draw import polygon2mask
 from tqdm import tqdm
 
-from ..numbers import UINT8_MAX
+from ..numbers import GOLDEN_RATIO_CONJUGATE, UINT8_MAX
 from ..structures.masks import encode_mask
 from .readers.amodal_coco import write_amodal_coco
 from .readers.common import build_object
@@ -47,7 +47,7 @@ BRIGHT_CHANNEL_MIN = 0.4  # "bright" fills: a flat colour with every channel at 
 # "vivid" fills: saturated flat colours whose hues differ between the objects of a scene. Object i
 # of a scene gets hue h0 + i * golden angle (h0 random): any two of the first five differ by at
 # least 52 degrees, so every boundary between two objects shows.
-VIVID_HUE_STEP = (3 - 5**0.5) / 2  # the golden angle, as a fraction of the hue circle
+VIVID_HUE_STEP = 1 - GOLDEN_RATIO_CONJUGATE  # the golden angle, as a fraction of the hue circle
 VIVID_SATURATION_RANGE = (0.7, 1.0)
 VIVID_VALUE_RANGE = (0.8, 1.0)
 SENSOR_NOISE_STD = 0.01  # on the final image

@@ -6,7 +6,6 @@ TensorBoard's ``add_image(..., dataformats="HWC")``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -18,14 +17,13 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.ops import nms
 
 from ..config import CfgNode, get_default_config
-from ..numbers import UINT8_MAX
+from ..numbers import GOLDEN_RATIO_CONJUGATE, UINT8_MAX
 from ..structures.masks import resize_mask
 from ..modeling.mask_branches import OUTPUT_FIELDS
 from .inference import check_output_fields
 
-# Object colours: hues a golden-ratio step apart never repeat and stay far apart for small counts;
+# Object colours: hues GOLDEN_RATIO_CONJUGATE apart (numbers.py),
 # saturated and bright so they show on photos and under black label text backgrounds.
-GOLDEN_RATIO_CONJUGATE = (math.sqrt(5) - 1) / 2
 COLOUR_SATURATION = 0.85
 COLOUR_VALUE = 0.95
 LABEL_PADDING = 1  # pixels around a label's text inside its black box
