@@ -4,7 +4,6 @@ check formats)."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -24,6 +23,7 @@ from sln_amodal.data.records import category_ids_of
 from sln_amodal.engine.inference import run_inference
 from sln_amodal.modeling.build import build_model
 from sln_amodal.structures.masks import decode_rle, mask_to_bbox
+from testing import run_script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_VAL_IMAGES = 3
@@ -75,8 +75,6 @@ def trained(tmp_path_factory):
     return path, root / "data", cfg
 
 
-def run_script(*args):
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
 def test_load_trained_model_rebuilds_the_saved_model(trained):

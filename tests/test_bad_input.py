@@ -33,6 +33,7 @@ from sln_amodal.torch_files import (
 )
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox
 from test_readers import rect, write_d2sa
+from testing import box_mask
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 24, 32
@@ -52,9 +53,7 @@ TINY_TRAIN = [
 
 
 def box(y0, x0, y1, x1):
-    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+    return box_mask(y0, x0, y1, x1, HEIGHT, WIDTH)
 
 
 def ground_truth_object(mask, category_id=1):

@@ -4,13 +4,11 @@ VRSP-Net defines."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from maskrcnn_testing import NUM_CLASSES, scenes
+from testing import NUM_CLASSES, SCENE, resnet18_config, run_script, scenes, tiny_config
 from sln_amodal.config import ConfigError, load_config
 from sln_amodal.data.synthetic import write_synthetic_dataset
 from sln_amodal.engine.checkpoint import atomic_torch_save
@@ -25,10 +23,7 @@ from sln_amodal.modeling.mask_branches.vrsp_shape_prior import (
     shape_prior_file_content,
 )
 from sln_amodal.modeling.mask_branches.vrsp import VisibleReclassifier, binary_iou, shape_prior_factor
-from test_maskrcnn_parts import resnet18_config
-from test_training import SCENE, tiny_config
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CATEGORIES = [{"id": i, "name": f"class{i}"} for i in range(1, NUM_CLASSES + 1)]
 VRSP_FULL = {"CROSS_TASK_REFINEMENT": True, "FEATURE_MATCHING": True, "RECLASSIFICATION": True,
@@ -243,8 +238,8 @@ def test_upstream_named_configs_switch_the_documented_modules():
 
 
 # ------------------------------------------------------------- the codebook command, end to end
-def run_script(*args):
-    completed = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+def run_checked(*args) -> str:
+    completed = run_script(*args)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
 
@@ -264,21 +259,21 @@ def test_codebook_command_for_both_ways_of_training_the_auto_encoder(tmp_path):
              "MODEL.VRSP.SHAPE_PRIOR_RETRIEVAL", "true", "MODEL.VRSP.SHAPE_PRIOR.TRAIN_JOINTLY", "true"]
     result = train(tiny_config(*joint), data, "none", str(tmp_path / "joint"))
     codebook = str(tmp_path / "joint_codebook.pth")
-    out = run_script("scripts/build_shape_codebook.py", "--dataset", data, "--model", result.checkpoint,
+    out = run_checked("scripts/build_shape_codebook.py", "--dataset", data, "--model", result.checkpoint,
                      "--out", codebook)
     assert "wrote" in out
     prior = result.model.roi_heads.mask_branch.shape_prior
     content = torch.load(codebook, weights_only=True)
     assert all(torch.equal(content["autoencoder"][k], v) for k, v in prior.autoencoder.state_dict().items())
     assert (content["sizes"][1:] > 0).all() and (content["sizes"][1:] <= 16).all()
-    run_script("amodal_train.py", "evaluate", "--dataset", data, "--model", result.checkpoint, "--out",
+    run_checked("amodal_train.py", "evaluate", "--dataset", data, "--model", result.checkpoint, "--out",
                str(tmp_path / "eval"), "MODEL.VRSP.SHAPE_PRIOR.FILE", codebook)
     with open(tmp_path / "eval" / "metrics.json") as f:
         assert set(json.load(f)) >= {"amodal", "visible", "occluded", "depth_order"}
 
     separate = str(tmp_path / "separate_codebook.pth")
     config_overrides = [*TINY_VRSP, "MODEL.VRSP.SHAPE_PRIOR_REFINEMENT", "true"]
-    out = run_script("scripts/build_shape_codebook.py", "--dataset", data, "--out", separate, *config_overrides)
+    out = run_checked("scripts/build_shape_codebook.py", "--dataset", data, "--out", separate, *config_overrides)
     assert "codes per class" in out
     trained = train(tiny_config(*config_overrides, "MODEL.VRSP.SHAPE_PRIOR.FILE", separate), data, "none",
                     str(tmp_path / "separate"))

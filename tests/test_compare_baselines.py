@@ -10,7 +10,7 @@ import yaml
 
 from sln_amodal.config import load_config
 from sln_amodal.data.synthetic import write_synthetic_dataset
-from test_training import SCENE
+from testing import SCENE
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import compare_baselines  # noqa: E402

@@ -1,7 +1,5 @@
 """The convert_*.py command lines (run as subprocesses) and dataset resolution with its cache."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ from sln_amodal.data.catalog import CACHE_DIR_NAME, resolve_split
 from sln_amodal.data.readers.amodal_coco import write_amodal_coco
 from sln_amodal.data.readers.cocoa import read_cocoa
 from sln_amodal.structures.masks import decode_rle
+from testing import run_script
 from test_readers import (
     KINS_SHAPES,
     cocoa_expected_masks,
@@ -24,12 +23,10 @@ from test_readers import (
     write_sln_folder,
 )
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_script(name, *args):
-    return subprocess.run([sys.executable, os.path.join("scripts", name), *map(str, args)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+def run_converter(name, *args):
+    return run_script(os.path.join("scripts", name), *args)
 
 
 def load_output(path):
@@ -52,7 +49,7 @@ def test_convert_cocoa_checks_images(tmp_path):
     for image_id in (1, 3):  # image 2's file is missing
         (images / f"COCO_val2014_{image_id:012d}.jpg").write_bytes(b"")
     out = tmp_path / "out" / "val.json"
-    result = run_script("convert_cocoa.py", "--ann", ann, "--images", images, "--out", out)
+    result = run_converter("convert_cocoa.py", "--ann", ann, "--images", images, "--out", out)
 
     assert result.returncode == 0, result.stderr
     assert "images read: 3" in result.stdout and "images kept: 2" in result.stdout
@@ -71,12 +68,12 @@ def test_convert_cocoa_checks_images(tmp_path):
 def test_convert_cocoa_second_annotator_and_strict(tmp_path):
     ann = write_cocoa(tmp_path / "cocoa.json")
     out = tmp_path / "val.json"
-    result = run_script("convert_cocoa.py", "--ann", ann, "--out", out, "--annotator", 1)
+    result = run_converter("convert_cocoa.py", "--ann", ann, "--out", out, "--annotator", 1)
     assert result.returncode == 0, result.stderr
     coco, anns = load_output(out)
     np.testing.assert_array_equal(coco.annToMask(anns[1][0]).astype(bool), polygon_mask(rect(0, 0, 10, 10)))
 
-    strict = run_script("convert_cocoa.py", "--ann", ann, "--out", tmp_path / "strict.json", "--strict")
+    strict = run_converter("convert_cocoa.py", "--ann", ann, "--out", tmp_path / "strict.json", "--strict")
     assert strict.returncode == 1
     assert "cocoa.json image id 1 annotator 0 region 3: amodal segmentation" in strict.stderr
     assert not (tmp_path / "strict.json").exists()
@@ -85,7 +82,7 @@ def test_convert_cocoa_second_annotator_and_strict(tmp_path):
 def test_convert_d2sa(tmp_path):
     ann = write_d2sa(tmp_path / "D2S_amodal_validation.json")
     out = tmp_path / "val.json"
-    result = run_script("convert_d2sa.py", "--ann", ann, "--out", out)
+    result = run_converter("convert_d2sa.py", "--ann", ann, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "dropped: 3" in result.stdout
     coco, anns = load_output(out)
@@ -100,7 +97,7 @@ def test_convert_d2sa(tmp_path):
 def test_convert_kins_2020(tmp_path):
     ann = write_kins(tmp_path / "update_test_2020.json", "2020")
     out = tmp_path / "val.json"
-    result = run_script("convert_kins.py", "--ann", ann, "--out", out)
+    result = run_converter("convert_kins.py", "--ann", ann, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "objects kept: 4" in result.stdout
     coco, anns = load_output(out)
@@ -116,7 +113,7 @@ def test_convert_kins_2020(tmp_path):
 def test_convert_sln_npz(tmp_path):
     folder = write_sln_folder(tmp_path / "val2014")
     out = tmp_path / "val.json"
-    result = run_script("convert_sln_npz.py", "--images", folder, "--out", out)
+    result = run_converter("convert_sln_npz.py", "--images", folder, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "images read: 4" in result.stdout and "images kept: 2" in result.stdout
     coco, anns = load_output(out)

@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 
 from sln_amodal.data.readers.amodal_coco import write_amodal_coco
 from sln_amodal.data.records import AnnotationSet, ImageRecord, ObjectAnnotation
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox
+from testing import box_mask
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 24, 32
@@ -18,9 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def box(y0, x0, y1, x1):
-    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+    return box_mask(y0, x0, y1, x1, HEIGHT, WIDTH)
 
 
 def obj(amodal, visible, category_id, depth_rank):

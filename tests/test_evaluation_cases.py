@@ -10,6 +10,7 @@ from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, Ima
 from sln_amodal.evaluation import AmodalEvaluator, detections_from_results, load_results, occlusion_subsets
 from sln_amodal.evaluation.detections import UNKNOWN_IMAGE_COUNT
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox, rle_areas, rle_intersection_areas
+from testing import box_mask
 
 HEIGHT, WIDTH = 32, 48
 RECALL_POINTS = get_default_config().EVAL.RECALL_POINTS
@@ -17,9 +18,7 @@ HALF_RECALL_AP = 51 / RECALL_POINTS  # precision 1 at recall 0, .01, ..., .50 an
 
 
 def box(y0, x0, y1, x1):
-    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+    return box_mask(y0, x0, y1, x1, HEIGHT, WIDTH)
 
 
 def gt(amodal, visible=None, occlude_rate=None, depth_rank=None, category_id=1, is_stuff=False):

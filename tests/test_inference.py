@@ -27,15 +27,14 @@ from sln_amodal.engine.visualize import (
 from sln_amodal.evaluation import AmodalEvaluator, load_results
 from sln_amodal.modeling.mask_branches.sln_pictures import MAP_GAP, SEM_DIST_COLORMAP, TILE_GAP, sem_dist_picture
 from sln_amodal.structures.masks import decode_rle, encode_mask, mask_to_bbox
+from testing import box_mask
 
 HEIGHT, WIDTH = 80, 100
 CATEGORIES = [{"id": 7, "name": "box"}, {"id": 3, "name": "cup"}]  # label 1 = id 3 (cup), label 2 = id 7 (box)
 
 
 def rectangle(y0, x0, y1, x1):
-    mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return mask
+    return box_mask(y0, x0, y1, x1, HEIGHT, WIDTH)
 
 
 def scene():

@@ -6,7 +6,7 @@ import torch
 from torchvision.models.detection.roi_heads import fastrcnn_loss, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork as TorchvisionRPN
 
-from maskrcnn_testing import mask_iou, scenes, small_config
+from testing import mask_iou, scenes, small_config
 from sln_amodal.modeling.anchors import AnchorGenerator
 from sln_amodal.modeling.box_coder import BoxCoder
 from sln_amodal.modeling.box_head import fast_rcnn_losses

@@ -13,7 +13,7 @@ from torchvision.ops import box_iou
 from torchvision.ops import roi_align as torchvision_roi_align
 from torchvision.ops.poolers import LevelMapper
 
-from maskrcnn_testing import scenes, small_config
+from testing import resnet18_config, scenes, small_config
 from sln_amodal.modeling import MaskBranch, RoIBatch, build_model, register_mask_branch
 from sln_amodal.modeling.anchors import AnchorGenerator
 from sln_amodal.modeling.box_coder import BoxCoder
@@ -34,22 +34,6 @@ def random_boxes(g, count, width, height, min_size=1.0):
     corner = torch.rand(count, 2, generator=g) * torch.tensor([width, height])
     size = torch.rand(count, 2, generator=g) * torch.tensor([width, height]) / 2 + min_size
     return torch.cat([corner, corner + size], dim=1)
-
-
-def resnet18_config(**model_keys):
-    """ResNet-18 with narrow FPN and heads: every option, a fraction of the compute."""
-    cfg = small_config()
-    cfg.MODEL.BACKBONE.DEPTH = 18
-    cfg.MODEL.FPN.OUT_CHANNELS = 64
-    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 256
-    cfg.MODEL.ROI_MASK_HEAD.CONV_DIMS = (64, 64, 64, 64)
-    cfg.MODEL.ROI_MASK_HEAD.DECONV_DIM = 64
-    cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 300
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
-    for key, value in model_keys.items():
-        section, name = key.split("__")
-        cfg.MODEL[section][name] = value
-    return cfg
 
 
 def train_step(model, images, targets):

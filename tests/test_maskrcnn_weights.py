@@ -11,7 +11,7 @@ import torchvision
 from torchvision.models import resnet18
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from maskrcnn_testing import NUM_CLASSES, scenes, small_config
+from testing import NUM_CLASSES, scenes, small_config
 from sln_amodal.modeling import PretrainedWeightsMissing, build_model, load_pretrained
 from sln_amodal.modeling import weights as weights_module
 from sln_amodal.modeling.build import build_backbone

@@ -11,42 +11,16 @@ import torch.multiprocessing as mp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sln_amodal.config import load_config
-from sln_amodal.data.synthetic import SceneParams, write_synthetic_dataset
+from sln_amodal.data.synthetic import write_synthetic_dataset
 from sln_amodal.engine.checkpoint import LAST_CHECKPOINT_FILE, CheckpointError, read_checkpoint, seed_all_rng
 from sln_amodal.engine.trainer import FINAL_CHECKPOINT, train
 from sln_amodal.modeling.build import build_model
+from testing import BASE_LR, SCENE, TINY, WARMUP_FACTOR, WARMUP_ITERS, tiny_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENE = SceneParams(height=96, width=128, min_objects=2, max_objects=4, occlusion=0.5, min_object_size=0.15,
-                    max_object_size=0.3, min_visible_area=16)
 NUM_TRAIN_IMAGES = 6
-BASE_LR = 0.01
-WARMUP_ITERS = 2
-WARMUP_FACTOR = 0.001
-# A tiny SLN: small input, narrow heads, few proposals; BASE_LR used as is; every iteration logged.
-TINY = [
-    "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "none", "MODEL.ROI_MASK_HEAD.NAME", "SLNHead",
-    "MODEL.BACKBONE.DEPTH", "18", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
-    "INPUT.MIN_SIZE_TRAIN", "[96]", "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.MIN_SIZE_TEST", "96",
-    "INPUT.MAX_SIZE_TEST", "128",
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "100",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.DETECTIONS_PER_IMAGE", "10",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "MODEL.SLN.GLOBAL_CONV_DIMS", "[16]", "MODEL.SLN.INSTANCE_CONV_DIMS", "[32]", "MODEL.SLN.DECONV_DIM", "32",
-    "MODEL.SLN.SEM_DIST_CONV_DIMS", "[16]",
-    "DATALOADER.NUM_WORKERS", "0", "DATALOADER.IMS_PER_BATCH", "2",
-    "SOLVER.BASE_LR", str(BASE_LR), "SOLVER.REFERENCE_BATCH_SIZE", "0", "SOLVER.WARMUP_ITERS", str(WARMUP_ITERS),
-    "SOLVER.WARMUP_FACTOR", str(WARMUP_FACTOR), "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.LOG_PERIOD", "1",
-    "SOLVER.VIS_PERIOD", "2", "SOLVER.VIS_MATCH_IOU", "0.1", "VIS.SCORE_THRESH", "0.0",
-]
 # Makes the first update explode the weights, so the second forward pass is not finite.
 EXPLODING = ["SOLVER.BASE_LR", "1.0e+30", "SOLVER.WARMUP_ITERS", "0", "SOLVER.VIS_PERIOD", "0"]
-
-
-def tiny_config(*overrides):
-    return load_config(None, TINY + list(overrides))
 
 
 @pytest.fixture(scope="module", autouse=True)
