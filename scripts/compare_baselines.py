@@ -40,25 +40,22 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
+from sln_amodal.config import load_config
+from sln_amodal.data.catalog import resolve_split_from_config
+from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset
+from sln_amodal.engine.checkpoint import atomic_torch_save
+from sln_amodal.engine.shape_codebook import build_codebook
+from sln_amodal.engine.split_evaluation import score_results, write_model_results
+from sln_amodal.engine.trainer import train
+from sln_amodal.evaluation.metrics import UNDEFINED
+from sln_amodal.evaluation.report import NOT_DEFINED
+from sln_amodal.fileio import atomic_write_text
+from sln_amodal.modeling.mask_branches.vrsp_shape_prior import shape_prior_file_content
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from amodal_train import score_results, write_model_results  # noqa: E402
-from sln_amodal.config import load_config  # noqa: E402
-from sln_amodal.data.catalog import resolve_split_from_config  # noqa: E402
-from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset  # noqa: E402
-from sln_amodal.engine.checkpoint import atomic_torch_save  # noqa: E402
-from sln_amodal.engine.shape_codebook import build_codebook  # noqa: E402
-from sln_amodal.engine.trainer import train  # noqa: E402
-from sln_amodal.evaluation.metrics import UNDEFINED  # noqa: E402
-from sln_amodal.evaluation.report import NOT_DEFINED  # noqa: E402
-from sln_amodal.fileio import atomic_write_text  # noqa: E402
-from sln_amodal.modeling.mask_branches.vrsp_shape_prior import shape_prior_file_content  # noqa: E402
-
 CONFIG_DIR = os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml")
 QUICKSTART_CONFIG = os.path.join(CONFIG_DIR, "quickstart.yaml")
 DEFAULT_SEEDS = [0, 1]
