@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> None:
         shown = torch.from_numpy(detections_to_draw(output, score_thresh, cfg.VIS.DUPLICATE_IOU))
         if args.debug_pictures:
             drawn_output = {name: value[shown.to(value.device)] for name, value in output.items()}
-            for picture_name, picture in model.debug_pictures(drawn_output, max_rois=len(shown)).items():
+            pictures = model.debug_pictures(drawn_output, None, len(shown), cfg.SOLVER.VIS_MATCH_IOU)
+            for picture_name, picture in pictures.items():
                 save_picture(picture, f"{stem}_{picture_name}.png")
         done += 1
         detections += len(entries)

@@ -184,7 +184,8 @@ def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
     folder = run_folder(args.out, method, seed)
     config = os.path.join(CONFIG_DIR, method.config)
     overrides = schedule_overrides(args.iters) + args.overrides + seed_overrides(seed)
-    resolved = hashlib.sha256(load_config(config, overrides).dump().encode()).hexdigest()
+    scheduled = load_config(config, overrides)
+    resolved = hashlib.sha256(scheduled.dump().encode()).hexdigest()
     run = {"key": method.key, "method": method.title, "config": method.config, "seed": seed, "iters": args.iters,
            "dataset": os.path.abspath(args.dataset), "config_sha256": resolved}
     recorded = finished_run(folder, run)
@@ -193,7 +194,7 @@ def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
         return recorded
     if method.needs_codebook:
         codebook = os.path.join(folder, "shape_prior.pth")
-        run["codebook_s"] = build_method_codebook(load_config(config, overrides), args.dataset, codebook)
+        run["codebook_s"] = build_method_codebook(scheduled, args.dataset, codebook)
         overrides += ["MODEL.VRSP.SHAPE_PRIOR.FILE", codebook]
     cfg = load_config(config, overrides)
 

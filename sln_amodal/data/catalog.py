@@ -2,7 +2,8 @@
 
 ``resolve_split`` serves the project layout (``DIR/annotations/{split}.json`` + ``DIR/images/``)
 directly. The upstream layouts, registered by their readers (``data_types.py``), are converted on
-first use to amodal COCO JSON and cached; the cache is reused while the source files keep their path, size and mtime.
+first use to amodal COCO JSON and cached; the cache is reused while the source files keep their
+path, size and mtime.
 ``convert_dataset`` is the same conversion for the ``scripts/convert_*.py`` command lines.
 """
 from __future__ import annotations

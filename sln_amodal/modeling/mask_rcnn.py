@@ -57,8 +57,8 @@ class MaskRCNN(nn.Module):
         """The names of the pictures ``debug_pictures`` draws (none without a mask branch that draws)."""
         return self.roi_heads.debug_picture_names
 
-    def debug_pictures(self, detection: dict[str, Tensor], target: Optional[dict] = None, max_rois: int = 8,
-                       match_iou: float = 0.5) -> dict[str, np.ndarray]:
+    def debug_pictures(self, detection: dict[str, Tensor], target: Optional[dict], max_rois: int,
+                       match_iou: float) -> dict[str, np.ndarray]:
         """The mask branch's pictures of one image's eval output (``MaskBranch.debug_pictures``)."""
         return self.roi_heads.debug_pictures(detection, target, max_rois, match_iou)
 

@@ -25,7 +25,6 @@ def mask_rcnn_loss(mask_logits: Tensor, rois: RoIBatch, gt_masks: list[Tensor]) 
     return class_mask_loss(mask_logits, torch.cat(rois.labels), targets)
 
 
-
 def mask_network_config(cfg, backbone) -> dict:
     """The constructor arguments every Mask R-CNN-style branch starts with (Mask R-CNN, ORCNN,
     VRSP-Net): its pooler, the pooled channels, the mask network sizes, the classes and the

@@ -42,6 +42,7 @@ from .sln_pictures import matched_sem_dist_maps, sem_dist_picture
 SINGLE_LAYER_CONTEXT = "single_layer"
 ROI_CONTEXTS = ("", SINGLE_LAYER_CONTEXT)
 CONTEXT_WEIGHT_FLOOR = 1e-6  # a RoI without any single-covered cell gets a zero context
+SEM_DIST_PICTURE = "sem_dist"  # the name of the debug picture of the sem-dist maps
 
 
 def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor:
@@ -52,9 +53,6 @@ def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor
     """
     total = (pooled * single_layer_weights).sum(dim=(2, 3), keepdim=True)
     return total / single_layer_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
-
-
-SEM_DIST_PICTURE = "sem_dist"
 
 
 @register_mask_branch("SLNHead")

@@ -6,7 +6,6 @@ Pictures are (H, W, 3) uint8 arrays, ready for PNG files or TensorBoard.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ from matplotlib import colormaps
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ...layering import resolve_depth_order, resolve_dist_saturation, roi_layering_targets
+from ...layering import resolve_depth_order, roi_layering_targets
 from ...numbers import UINT8_MAX
 
 # Sem-dist pictures: a fixed colour scale from 0 (background) to K (visible level), never rescaled
@@ -30,7 +29,7 @@ def matched_sem_dist_maps(
     detections: dict[str, Tensor],
     target: dict,
     num_layers: int,
-    dist_saturation: Optional[float],
+    dist_saturation: float,
     max_rois: int,
     match_iou: float,
 ) -> tuple[Tensor, Tensor]:
@@ -39,7 +38,8 @@ def matched_sem_dist_maps(
 
     detections: one image's model output (``boxes``, ``scores``, ``sem_dist`` (D, M, M)); target:
     that image's ground truth (data contract) in the same pixels. The target map is built on the
-    detection's own RoI grid from the best-overlapping object (SPEC section 2).
+    detection's own RoI grid from the best-overlapping object (SPEC section 2), with the sem-dist
+    ramp ``dist_saturation`` (tau, resolved).
     """
     boxes, scores, predicted = detections["boxes"].cpu(), detections["scores"].cpu(), detections["sem_dist"].cpu()
     resolution = predicted.shape[-1]
@@ -52,8 +52,7 @@ def matched_sem_dist_maps(
     amodal, visible = target["amodal_masks"].cpu().bool(), target["visible_masks"].cpu().bool()
     in_front = resolve_depth_order(amodal, visible, target["depth_rank"].cpu(), target["depth_constraints"].cpu())
     _, expected = roi_layering_targets(
-        amodal, visible, in_front, boxes[keep], matched[keep], resolution, num_layers,
-        resolve_dist_saturation(dist_saturation, resolution),
+        amodal, visible, in_front, boxes[keep], matched[keep], resolution, num_layers, dist_saturation,
     )
     return predicted[keep], expected
 
