@@ -32,7 +32,7 @@ from sln_amodal.torch_files import (
     read_torch_file,
 )
 from sln_amodal.structures.masks import encode_mask, mask_to_bbox
-from test_readers import rect, write_d2sa
+from reader_files import rect, write_d2sa
 from testing import box_mask
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

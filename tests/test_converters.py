@@ -10,7 +10,7 @@ from sln_amodal.data.readers.amodal_coco import write_amodal_coco
 from sln_amodal.data.readers.cocoa import read_cocoa
 from sln_amodal.structures.masks import decode_rle
 from testing import run_script
-from test_readers import (
+from reader_files import (
     KINS_SHAPES,
     cocoa_expected_masks,
     d2sa_expected_masks,

@@ -13,7 +13,7 @@ from sln_amodal.layering import (
     resolve_depth_order,
     roi_layering_targets,
 )
-from tests.test_layering_targets import random_scene
+from layered_scenes import random_scene
 
 NO_CONSTRAINTS = torch.zeros((0, 2), dtype=torch.long)
 THRESHOLDS = {"amodal_thresh": 0.5, "visible_margin": 0.5}  # the config defaults

@@ -6,49 +6,14 @@ import numpy as np
 import pytest
 
 from sln_amodal.config import get_default_config
-from sln_amodal.data.records import AnnotationError, AnnotationSet, DropLog, ImageRecord, ObjectAnnotation
+from sln_amodal.data.records import AnnotationError, DropLog
 from sln_amodal.evaluation import AmodalEvaluator, detections_from_results, load_results, occlusion_subsets
 from sln_amodal.evaluation.detections import UNKNOWN_IMAGE_COUNT
-from sln_amodal.structures.masks import encode_mask, mask_to_bbox, rle_areas, rle_intersection_areas
-from testing import box_mask
+from sln_amodal.structures.masks import encode_mask, rle_areas, rle_intersection_areas
+from hand_built_cases import HEIGHT, WIDTH, box, det, evaluate, gt, scene
 
-HEIGHT, WIDTH = 32, 48
 RECALL_POINTS = get_default_config().EVAL.RECALL_POINTS
 HALF_RECALL_AP = 51 / RECALL_POINTS  # precision 1 at recall 0, .01, ..., .50 and 0 beyond
-
-
-def box(y0, x0, y1, x1):
-    return box_mask(y0, x0, y1, x1, HEIGHT, WIDTH)
-
-
-def gt(amodal, visible=None, occlude_rate=None, depth_rank=None, category_id=1, is_stuff=False):
-    visible = amodal if visible is None else visible
-    return ObjectAnnotation(
-        category_id=category_id, amodal=encode_mask(amodal), visible=encode_mask(visible),
-        bbox=tuple(mask_to_bbox(amodal)),
-        occlude_rate=1.0 - visible.sum() / amodal.sum() if occlude_rate is None else occlude_rate,
-        depth_rank=depth_rank, is_stuff=is_stuff,
-    )
-
-
-def det(image_id, amodal, visible=None, score=1.0, category_id=1):
-    visible = amodal if visible is None else visible
-    return {"image_id": image_id, "category_id": category_id, "score": score,
-            "segmentation": encode_mask(amodal), "visible_segmentation": encode_mask(visible)}
-
-
-def scene(images, categories=({"id": 1, "name": "object"},)):
-    """``images``: {image_id: objects or (objects, depth_constraints)}."""
-    records = []
-    for image_id, content in images.items():
-        objects, constraints = content if isinstance(content, tuple) else (content, [])
-        records.append(ImageRecord(f"{image_id}.jpg", HEIGHT, WIDTH, image_id, objects, constraints))
-    return AnnotationSet(list(categories), records)
-
-
-def evaluate(annotations, results, log=None):
-    detections = detections_from_results(results, annotations, log or DropLog("results.json"))
-    return AmodalEvaluator(annotations, detections, get_default_config().EVAL).evaluate().metrics
 
 
 A, B, C = box(0, 0, 10, 10), box(12, 12, 24, 24), box(0, 30, 8, 46)

@@ -15,8 +15,15 @@ import pytest
 from sln_amodal.data.records import AnnotationSet, ImageRecord, ObjectAnnotation
 from sln_amodal.evaluation import format_report
 from sln_amodal.structures.masks import decode_rle, encode_mask, mask_to_bbox, rle_area
-from test_evaluation import UNKNOWN_IMAGE_ID, assert_identical, cocoeval_arrays, make_evaluator, random_scene
-from test_evaluation_cases import HEIGHT, WIDTH, box, det, evaluate, gt, scene
+from cocoeval_scenes import (
+    UNKNOWN_IMAGE_ID,
+    assert_identical,
+    cocoeval_arrays,
+    make_evaluator,
+    random_scene,
+    result_entry,
+)
+from hand_built_cases import HEIGHT, WIDTH, box, det, evaluate, gt, scene
 
 CATEGORY_IDS = (1, 3)
 EVERY_AREA = (1, 1e10)  # COCOeval's range for "has a hidden part": at least one pixel
@@ -68,21 +75,16 @@ def layered_scene(seed, num_images=20):
                 iscrowd=bool(rng.random() < 0.08)))
             for _ in range(rng.integers(0, 3)):
                 det_amodal = _shifted(rng, amodal)
-                results.append(_result(image_id, category_id, rng, det_amodal,
+                results.append(result_entry(image_id, category_id, rng, det_amodal,
                                        _predicted_visible(rng, det_amodal, visible)))
         for _ in range(rng.integers(0, 3)):  # false positives
             det_amodal = _rectangle(rng)
-            results.append(_result(image_id, int(rng.choice(CATEGORY_IDS)), rng, det_amodal,
+            results.append(result_entry(image_id, int(rng.choice(CATEGORY_IDS)), rng, det_amodal,
                                    _predicted_visible(rng, det_amodal, _rectangle(rng))))
         records.append(ImageRecord(f"{image_id}.jpg", HEIGHT, WIDTH, image_id, objects))
-    results.append(_result(UNKNOWN_IMAGE_ID, CATEGORY_IDS[0], rng, _rectangle(rng), _rectangle(rng)))
+    results.append(result_entry(UNKNOWN_IMAGE_ID, CATEGORY_IDS[0], rng, _rectangle(rng), _rectangle(rng)))
     categories = [{"id": c, "name": f"class {c}"} for c in CATEGORY_IDS]
     return AnnotationSet(categories, records), results
-
-
-def _result(image_id, category_id, rng, amodal, visible):
-    return {"image_id": image_id, "category_id": category_id, "score": float(rng.integers(1, 8)) / 8,
-            "segmentation": encode_mask(amodal), "visible_segmentation": encode_mask(visible)}
 
 
 def _hidden(amodal_rle, visible_rle):

@@ -7,7 +7,7 @@ here (never decodes a bad string), so no subprocess is needed.
 import numpy as np
 
 from sln_amodal.structures import masks
-from tests.test_mask_fuzz import RLE_ALPHABET, random_segmentation
+from random_segmentations import RLE_ALPHABET, random_segmentation
 
 NUM_CASES = 3000
 
