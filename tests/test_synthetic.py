@@ -139,6 +139,29 @@ def test_occlusion_level_controls_mean_occlude_rate():
     assert low < middle < high
 
 
+def _overlap_fractions(params, num_scenes=30):
+    """For every overlapping pair of objects: overlap / the smaller amodal area."""
+    fractions = []
+    for index in range(num_scenes):
+        _, objects = generate_scene(scene_rng(0, "train", index), params)
+        for i, first in enumerate(objects):
+            for second in objects[i + 1:]:
+                overlap = (first.amodal & second.amodal).sum()
+                if overlap:
+                    fractions.append(overlap / min(first.amodal.sum(), second.amodal.sum()))
+    return np.array(fractions)
+
+
+def test_min_overlap_leaves_no_sliver_between_two_objects():
+    slivers = _overlap_fractions(_params(occlusion=0.7))
+    assert (slivers < 0.1).any()  # without the rule, thin overlaps happen
+    clear = _overlap_fractions(_params(occlusion=0.7, min_overlap=0.1))
+    assert len(clear) > 0.5 * len(slivers)  # the objects still overlap
+    assert clear.min() >= 0.1
+    with pytest.raises(ValueError, match="min_overlap"):
+        _params(min_overlap=1.5)
+
+
 def test_pycocotools_loads_the_json(dataset_dirs):
     first, _, _ = dataset_dirs
     path = os.path.join(first, "annotations", "train.json")

@@ -54,6 +54,9 @@ _C.SYNTHETIC.MIN_OBJECT_SIZE = 0.1
 _C.SYNTHETIC.MAX_OBJECT_SIZE = 0.3
 # Objects left with fewer visible pixels are not drawn at all (no object is ever fully hidden).
 _C.SYNTHETIC.MIN_VISIBLE_AREA = 16
+# Two objects overlap by at least this fraction of the smaller one's amodal area, or not at all (a
+# placement making a thinner sliver is drawn again, up to 10 times, then left out); 0: any overlap.
+_C.SYNTHETIC.MIN_OVERLAP = 0.0
 # The classes (category id = position + 1) among ellipse, rectangle, triangle, star, ring, cross.
 _C.SYNTHETIC.SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")
 # What each image's background and each object's fill is drawn from (one picked at random):

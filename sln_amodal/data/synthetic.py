@@ -35,6 +35,8 @@ STAR_POINTS = 5
 INNER_RATIO_RANGES = {"ring": (0.4, 0.7), "star": (0.35, 0.6), "cross": (0.2, 0.4)}
 # An object placed near an earlier one lands within this many (summed) radii of its centre.
 NEAR_PLACEMENT_SPREAD = 0.8
+# With min_overlap > 0: draws of one object's placement before it is left out of the scene.
+PLACEMENT_ATTEMPTS = 10
 
 # Textures.
 STRIPE_PERIOD_RANGE = (4.0, 16.0)  # pixels
@@ -70,6 +72,9 @@ class SceneParams:
     min_object_size: float  # object radius, as a fraction of the image's short side
     max_object_size: float
     min_visible_area: int  # objects with fewer visible pixels are left out of the scene
+    # Two objects overlap by at least this fraction of the smaller one's amodal area, or not at all:
+    # a placement making a thinner sliver is drawn again (0: any overlap).
+    min_overlap: float = 0.0
     shapes: tuple[str, ...] = SHAPES  # the classes: category id = position + 1
     backgrounds: tuple[str, ...] = ("gradient", "smooth_noise", "photo", "texture")  # keys of BACKGROUNDS
     textures: tuple[str, ...] = ("flat", "stripes", "checker", "texture")  # keys of TEXTURES
@@ -88,6 +93,8 @@ class SceneParams:
         if not 0.0 < self.min_object_size <= self.max_object_size:
             raise ValueError(
                 f"need 0 < min_object_size <= max_object_size, got {self.min_object_size}, {self.max_object_size}")
+        if not 0.0 <= self.min_overlap <= 1.0:
+            raise ValueError(f"min_overlap must lie in [0, 1], got {self.min_overlap}")
         if not 0.0 <= self.shadow_strength <= 1.0:
             raise ValueError(f"shadow_strength must lie in [0, 1], got {self.shadow_strength}")
         if self.min_visible_area < 1:
@@ -105,8 +112,9 @@ def scene_params_from_config(cfg) -> SceneParams:
     return SceneParams(
         height=int(height), width=int(width), min_objects=s.MIN_OBJECTS, max_objects=s.MAX_OBJECTS,
         occlusion=s.OCCLUSION, min_object_size=s.MIN_OBJECT_SIZE, max_object_size=s.MAX_OBJECT_SIZE,
-        min_visible_area=s.MIN_VISIBLE_AREA, shapes=tuple(s.SHAPES), backgrounds=tuple(s.BACKGROUNDS),
-        textures=tuple(s.TEXTURES), shadow_strength=s.SHADOW_STRENGTH, shadow_offset=tuple(s.SHADOW_OFFSET),
+        min_visible_area=s.MIN_VISIBLE_AREA, min_overlap=s.MIN_OVERLAP, shapes=tuple(s.SHAPES),
+        backgrounds=tuple(s.BACKGROUNDS), textures=tuple(s.TEXTURES), shadow_strength=s.SHADOW_STRENGTH,
+        shadow_offset=tuple(s.SHADOW_OFFSET),
     )
 
 
@@ -143,10 +151,7 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 def generate_scene(rng: np.random.Generator, params: SceneParams) -> tuple[np.ndarray, list[SyntheticObject]]:
     """One image (H x W x 3 uint8) and its objects, front-most first."""
     num_objects = int(rng.integers(params.min_objects, params.max_objects, endpoint=True))
-    placements = _place_objects(rng, num_objects, params)  # back to front
-    amodal = np.zeros((len(placements), params.height, params.width), dtype=bool)
-    for i, placement in enumerate(placements):
-        amodal[i] = _rasterize(placement, params.height, params.width)
+    placements, amodal = _place_objects(rng, num_objects, params)  # back to front
     # Leaving out an object only uncovers the ones behind it, so one pass leaves every kept
     # object with at least min_visible_area visible pixels.
     keep = _visible_masks(amodal).sum(axis=(1, 2)) >= params.min_visible_area
@@ -214,30 +219,55 @@ def _record(log: DropLog, image_id: int, file_name: str, objects: list[Synthetic
 
 
 # ------------------------------------------------------------------------------------ geometry
-def _place_objects(rng: np.random.Generator, num_objects: int, params: SceneParams) -> list[_Placement]:
-    """Shapes in painting order (back to front); ``occlusion`` pulls each one onto an earlier one."""
-    short_side = min(params.height, params.width)
+def _place_objects(rng: np.random.Generator, num_objects: int,
+                   params: SceneParams) -> tuple[list[_Placement], np.ndarray]:
+    """Shapes in painting order (back to front) and their rasters (N, H, W) bool; ``occlusion`` pulls
+    each one onto an earlier one, ``min_overlap`` redraws a placement that makes a sliver."""
     placements: list[_Placement] = []
+    rasters: list[np.ndarray] = []
+    attempts = PLACEMENT_ATTEMPTS if params.min_overlap > 0 else 1
     for _ in range(num_objects):
-        shape = params.shapes[rng.integers(len(params.shapes))]
-        radius = rng.uniform(params.min_object_size, params.max_object_size) * short_side
-        anywhere = rng.uniform((0.0, 0.0), (params.width - 1, params.height - 1))
-        if placements:
-            anchor = placements[rng.integers(len(placements))]
-            direction = rng.uniform(0.0, 2 * np.pi)
-            distance = rng.uniform(0.0, NEAR_PLACEMENT_SPREAD) * (anchor.radius + radius)
-            near = np.array([anchor.centre_x, anchor.centre_y]) + distance * np.array(
-                [np.cos(direction), np.sin(direction)])
-        else:
-            near = anywhere
-        centre = (1.0 - params.occlusion) * anywhere + params.occlusion * near
-        centre = np.clip(centre, 0.0, (params.width - 1, params.height - 1))
-        inner = rng.uniform(*INNER_RATIO_RANGES[shape]) if shape in INNER_RATIO_RANGES else None
-        placements.append(_Placement(
-            shape, float(centre[0]), float(centre[1]), float(radius),
-            aspect=float(rng.uniform(MIN_ASPECT, 1.0)), angle=float(rng.uniform(0.0, 2 * np.pi)), inner=inner,
-        ))
-    return placements
+        for _ in range(attempts):
+            placement = _draw_placement(rng, placements, params)
+            raster = _rasterize(placement, params.height, params.width)
+            if not _makes_sliver(raster, rasters, params.min_overlap):
+                placements.append(placement)
+                rasters.append(raster)
+                break
+    return placements, np.array(rasters, dtype=bool).reshape(-1, params.height, params.width)
+
+
+def _draw_placement(rng: np.random.Generator, earlier: list[_Placement], params: SceneParams) -> _Placement:
+    short_side = min(params.height, params.width)
+    shape = params.shapes[rng.integers(len(params.shapes))]
+    radius = rng.uniform(params.min_object_size, params.max_object_size) * short_side
+    anywhere = rng.uniform((0.0, 0.0), (params.width - 1, params.height - 1))
+    if earlier:
+        anchor = earlier[rng.integers(len(earlier))]
+        direction = rng.uniform(0.0, 2 * np.pi)
+        distance = rng.uniform(0.0, NEAR_PLACEMENT_SPREAD) * (anchor.radius + radius)
+        near = np.array([anchor.centre_x, anchor.centre_y]) + distance * np.array(
+            [np.cos(direction), np.sin(direction)])
+    else:
+        near = anywhere
+    centre = (1.0 - params.occlusion) * anywhere + params.occlusion * near
+    centre = np.clip(centre, 0.0, (params.width - 1, params.height - 1))
+    inner = rng.uniform(*INNER_RATIO_RANGES[shape]) if shape in INNER_RATIO_RANGES else None
+    return _Placement(
+        shape, float(centre[0]), float(centre[1]), float(radius),
+        aspect=float(rng.uniform(MIN_ASPECT, 1.0)), angle=float(rng.uniform(0.0, 2 * np.pi)), inner=inner,
+    )
+
+
+def _makes_sliver(raster: np.ndarray, earlier: list[np.ndarray], min_overlap: float) -> bool:
+    """Whether ``raster`` overlaps one of the ``earlier`` rasters by less than ``min_overlap`` of the
+    smaller one's area (but by at least a pixel)."""
+    area = raster.sum()
+    for other in earlier:
+        overlap = np.logical_and(raster, other).sum()
+        if 0 < overlap < min_overlap * min(area, other.sum()):
+            return True
+    return False
 
 
 def _rasterize(p: _Placement, height: int, width: int) -> np.ndarray:
