@@ -225,12 +225,12 @@ def _place_objects(rng: np.random.Generator, num_objects: int,
     each one onto an earlier one, ``min_overlap`` redraws a placement that makes a sliver."""
     placements: list[_Placement] = []
     rasters: list[np.ndarray] = []
-    attempts = PLACEMENT_ATTEMPTS if params.min_overlap > 0 else 1
+    check_slivers = params.min_overlap > 0
     for _ in range(num_objects):
-        for _ in range(attempts):
+        for _ in range(PLACEMENT_ATTEMPTS if check_slivers else 1):
             placement = _draw_placement(rng, placements, params)
             raster = _rasterize(placement, params.height, params.width)
-            if not _makes_sliver(raster, rasters, params.min_overlap):
+            if not (check_slivers and _makes_sliver(raster, rasters, params.min_overlap)):
                 placements.append(placement)
                 rasters.append(raster)
                 break
