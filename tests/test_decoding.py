@@ -13,6 +13,7 @@ from sln_amodal.layering import (
     resolve_depth_order,
     roi_layering_targets,
 )
+from sln_amodal.layering import decoding
 from layered_scenes import random_scene
 
 NO_CONSTRAINTS = torch.zeros((0, 2), dtype=torch.long)
@@ -76,6 +77,22 @@ def test_decode_detections_equals_decoding_the_dense_paste():
         assert torch.equal(decoded[key], dense[key]), key
     assert torch.equal(decoded["in_front"], pairwise_order_from_layers(dense["amodal"], dense["layers"]))
     assert decoded["in_front"].any()
+
+
+def test_boxes_pasted_a_few_at_a_time_give_the_same_maps(monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    num_detections, height, width = 9, 40, 50
+    sem_dist = torch.rand((num_detections, 6, 6), generator=generator) * 3.5
+    corners = torch.rand((num_detections, 2), generator=generator) * 50 - 5
+    boxes = torch.cat([corners, corners + torch.rand((num_detections, 2), generator=generator) * 40 + 0.3], dim=1)
+    scores = torch.rand(num_detections, generator=generator)
+    at_once = decode_detections(sem_dist, boxes, scores, height, width, 3, **THRESHOLDS)
+    pasted = paste_sem_dist(sem_dist, boxes, height, width)
+    monkeypatch.setattr(decoding, "PASTE_CHUNK_PIXELS", 300)  # a few boxes per chunk, a large one alone
+    assert torch.equal(paste_sem_dist(sem_dist, boxes, height, width), pasted)
+    in_chunks = decode_detections(sem_dist, boxes, scores, height, width, 3, **THRESHOLDS)
+    for key in at_once:
+        assert torch.equal(in_chunks[key], at_once[key]), key
 
 
 def test_decode_rejects_a_threshold_that_would_cover_the_background():

@@ -4,8 +4,8 @@ Nothing is rescaled per mask: the levels of S are absolute, so fixed thresholds 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -13,21 +13,39 @@ from .depth_relation import depth_ranks_from_order, pairwise_overlap_sums
 from .targets import LEVEL_OFFSET, NO_LAYER, check_num_layers, occlusion_rate
 
 
-def _axis_interpolation(
-    start: float, end: float, image_size: int, grid_size: int, device: torch.device
-) -> tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Linear interpolation along one axis from a box's grid to the image pixels inside the box.
+PASTE_CHUNK_PIXELS = 2**22  # padded window pixels resized at once: bounds the temporary memory
 
-    The pixels are those whose centres j + 0.5 lie in [start, end), clipped to the image. Returns
-    their slice and, per pixel, the lower and upper grid cells and the weight of the upper cell.
-    Cell centres sit at start + (u + 0.5)·(end - start)/grid_size, so a box covering the whole
-    axis with grid_size == image_size maps pixel j to cell j exactly (weight 0 on the next cell).
+
+@dataclass
+class _AxisWindows:
+    """Per box, the image pixels along one axis whose centres lie inside it, padded to the longest
+    window: pixel ``first[r] + i`` for ``i < count[r]`` interpolates grid cells ``lower[r, i]`` and
+    ``upper[r, i]`` with weight ``upper_weight[r, i]`` on the upper one."""
+
+    first: torch.Tensor  # (R,) int64
+    count: torch.Tensor  # (R,) int64
+    lower: torch.Tensor  # (R, L) int64
+    upper: torch.Tensor  # (R, L) int64
+    upper_weight: torch.Tensor  # (R, L) float32
+
+
+def _axis_windows(
+    starts: torch.Tensor, ends: torch.Tensor, image_size: int, grid_size: int
+) -> _AxisWindows:
+    """Linear interpolation along one axis from each box's grid to the image pixels inside the box.
+
+    starts, ends: (R,) float64 box edges. The pixels are those whose centres j + 0.5 lie in
+    [start, end), clipped to the image. Cell centres sit at start + (u + 0.5)·(end - start)/grid_size,
+    so a box covering the whole axis with grid_size == image_size maps pixel j to cell j exactly
+    (weight 0 on the next cell).
     """
-    first = min(max(math.ceil(start - 0.5), 0), image_size)
-    stop = min(max(math.ceil(end - 0.5), first), image_size)
-    centres = torch.arange(first, stop, dtype=torch.float32, device=device) + 0.5
-    extent = max(end - start, torch.finfo(torch.float32).eps)
-    position = (centres - start) * grid_size / extent - 0.5  # in grid cells
+    first = torch.ceil(starts - 0.5).clamp(0, image_size)
+    stop = torch.maximum(torch.ceil(ends - 0.5), first).clamp(max=image_size)
+    count = (stop - first).long()
+    length = int(count.max()) if len(count) else 0
+    centres = first.float()[:, None] + torch.arange(length, dtype=torch.float32, device=starts.device) + 0.5
+    extent = (ends - starts).clamp(min=torch.finfo(torch.float32).eps).float()[:, None]
+    position = (centres - starts.float()[:, None]) * grid_size / extent - 0.5  # in grid cells
     # Inside the box the border cells extend to its edge instead of fading into zero, which would
     # pull border values across level boundaries of S.
     position = position.clamp(0, grid_size - 1)
@@ -35,27 +53,69 @@ def _axis_interpolation(
     upper_weight = position - lower
     lower = lower.long()
     upper = (lower + 1).clamp(max=grid_size - 1)
-    return slice(first, stop), lower, upper, upper_weight
+    return _AxisWindows(first.long(), count, lower, upper, upper_weight)
 
 
-def _pasted_windows(
-    sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, width: int
-) -> Iterator[tuple[int, slice, slice, torch.Tensor]]:
-    """For each map of S (R, Mh, Mw) and box (R, 4) xyxy: its index, the rows and columns of the
-    image pixels inside the box, and the map resized (bilinear) onto those pixels.
+@dataclass
+class _PastedChunk:
+    """Some boxes' maps of S resized onto the image pixels inside their boxes, padded to one window
+    size (h, w); the padding holds S = 0."""
 
-    Only the pixels inside each box are computed: a loop over boxes costs the boxes' areas, where a
-    batched paste costs R full images.
+    indices: torch.Tensor  # (Rc,) int64 the boxes' indices
+    inside: torch.Tensor  # (Rc, h, w) bool the window pixels that lie inside the box
+    pixels: torch.Tensor  # (Rc, h, w) int64 each pixel's index in the flattened (R, H, W) output
+    resized: torch.Tensor  # (Rc, h, w) the map resized (bilinear), 0 on the padding
+
+
+def _pasted_chunks(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> Iterator[_PastedChunk]:
+    """Each map of S (R, Mh, Mw) resized (bilinear) onto the image pixels inside its box (R, 4) xyxy,
+    a few boxes at a time (at most ``PASTE_CHUNK_PIXELS`` padded pixels, but always one box).
+
+    Only the pixels inside the boxes are computed: time follows the boxes' areas, where a dense
+    paste costs R full images.
     """
-    _, grid_height, grid_width = sem_dist.shape
-    for index, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
-        rows, row_lower, row_upper, row_weight = _axis_interpolation(y1, y2, height, grid_height, sem_dist.device)
-        columns, col_lower, col_upper, col_weight = _axis_interpolation(x1, x2, width, grid_width, sem_dist.device)
-        grid = sem_dist[index]
-        row_weight, col_weight = row_weight.to(grid.dtype), col_weight.to(grid.dtype)
-        resized_rows = torch.lerp(grid[row_lower], grid[row_upper], row_weight[:, None])  # (h, Mw)
-        resized = torch.lerp(resized_rows[:, col_lower], resized_rows[:, col_upper], col_weight)  # (h, w)
-        yield index, rows, columns, resized
+    num_maps, grid_height, grid_width = sem_dist.shape
+    edges = boxes.detach().double()
+    row_windows = _axis_windows(edges[:, 1], edges[:, 3], height, grid_height)
+    column_windows = _axis_windows(edges[:, 0], edges[:, 2], width, grid_width)
+    begin = 0
+    row_counts, column_counts = row_windows.count.tolist(), column_windows.count.tolist()
+    while begin < num_maps:
+        end, rows, columns = begin + 1, row_counts[begin], column_counts[begin]
+        while end < num_maps:
+            wider_rows, wider_columns = max(rows, row_counts[end]), max(columns, column_counts[end])
+            if (end + 1 - begin) * wider_rows * wider_columns > PASTE_CHUNK_PIXELS:
+                break
+            end, rows, columns = end + 1, wider_rows, wider_columns
+        yield _paste_chunk(sem_dist, torch.arange(begin, end, device=sem_dist.device), row_windows, column_windows,
+                           rows, columns, height, width)
+        begin = end
+
+
+def _paste_chunk(sem_dist: torch.Tensor, indices: torch.Tensor, row_windows: _AxisWindows,
+                 column_windows: _AxisWindows, rows: int, columns: int, height: int, width: int) -> _PastedChunk:
+    """The boxes ``indices`` of ``_pasted_chunks``, their windows cut to ``rows`` x ``columns``."""
+    grids = sem_dist[indices]  # (Rc, Mh, Mw)
+    row_lower, row_upper = row_windows.lower[indices, :rows], row_windows.upper[indices, :rows]
+    row_weight = row_windows.upper_weight[indices, :rows].to(grids.dtype)
+    column_lower, column_upper = column_windows.lower[indices, :columns], column_windows.upper[indices, :columns]
+    column_weight = column_windows.upper_weight[indices, :columns].to(grids.dtype)
+    by_box = torch.arange(len(indices), device=grids.device)[:, None]
+    resized_rows = torch.lerp(grids[by_box, row_lower], grids[by_box, row_upper], row_weight[..., None])  # (Rc, h, Mw)
+    spread = (-1, rows, -1)
+    resized = torch.lerp(
+        resized_rows.gather(2, column_lower[:, None, :].expand(spread)),
+        resized_rows.gather(2, column_upper[:, None, :].expand(spread)),
+        column_weight[:, None, :],
+    )  # (Rc, h, w)
+    steps_down = torch.arange(rows, device=grids.device)
+    steps_across = torch.arange(columns, device=grids.device)
+    inside = ((steps_down < row_windows.count[indices, None])[:, :, None]
+              & (steps_across < column_windows.count[indices, None])[:, None, :])
+    image_rows = row_windows.first[indices, None] + steps_down  # (Rc, h)
+    image_columns = column_windows.first[indices, None] + steps_across  # (Rc, w)
+    pixels = (indices[:, None, None] * height + image_rows[:, :, None]) * width + image_columns[:, None, :]
+    return _PastedChunk(indices, inside, pixels, resized.masked_fill(~inside, 0))
 
 
 def paste_sem_dist(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -64,8 +124,8 @@ def paste_sem_dist(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, wid
     Bilinear inside the box, 0 outside it. A full-image box with an H x W grid is the identity.
     """
     pasted = sem_dist.new_zeros((len(sem_dist), height, width))
-    for index, rows, columns, resized in _pasted_windows(sem_dist, boxes, height, width):
-        pasted[index, rows, columns] = resized
+    for chunk in _pasted_chunks(sem_dist, boxes, height, width):
+        pasted.view(-1)[chunk.pixels[chunk.inside]] = chunk.resized[chunk.inside]
     return pasted
 
 
@@ -124,14 +184,13 @@ def decode_detections(
     visible = torch.zeros_like(amodal)
     layers = torch.full(amodal.shape, NO_LAYER, dtype=torch.int8, device=device)
     occlude_rate = torch.zeros(num_detections, device=device)
-    for index, rows, columns, resized in _pasted_windows(sem_dist, boxes, height, width):
-        decoded = decode_sem_dist(
-            resized[None], num_layers, amodal_thresh=amodal_thresh, visible_margin=visible_margin
-        )
-        amodal[index, rows, columns] = decoded["amodal"][0]
-        visible[index, rows, columns] = decoded["visible"][0]
-        layers[index, rows, columns] = decoded["layers"][0]
-        occlude_rate[index] = decoded["occlude_rate"][0]
+    for chunk in _pasted_chunks(sem_dist, boxes, height, width):
+        # The padding holds S = 0: outside every mask, so the occlusion rates count the box alone.
+        decoded = decode_sem_dist(chunk.resized, num_layers, amodal_thresh=amodal_thresh, visible_margin=visible_margin)
+        pixels = chunk.pixels[chunk.inside]
+        for field, output in (("amodal", amodal), ("visible", visible), ("layers", layers)):
+            output.view(-1)[pixels] = decoded[field][chunk.inside]
+        occlude_rate[chunk.indices] = decoded["occlude_rate"]
     in_front = pairwise_order_from_layers(amodal, layers)
     return {
         "amodal": amodal,
