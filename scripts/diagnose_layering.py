@@ -49,7 +49,7 @@ def confusion_on_gt_boxes(model, dataset, max_images: int) -> tuple[torch.Tensor
         if len(target["boxes"]) == 0:
             continue
         batch, image_sizes = model.transform([image])
-        features = model.backbone(batch)
+        features = model.extract_features(batch)
         scale = torch.tensor(image_sizes[0], dtype=torch.float32) / torch.tensor(target["orig_size"])
         boxes = target["boxes"] * scale[[1, 0, 1, 0]]
         _, instance_logits, sem_dist = branch.predict(features, [boxes])

@@ -9,7 +9,8 @@ from sln_amodal.layering import global_layering_map, roi_overlap_cells
 from sln_amodal.modeling import build_model
 from sln_amodal.modeling.mask_branches.sln_global_layering import global_layering_targets
 from sln_amodal.modeling.layers import conv_stack
-from sln_amodal.modeling.mask_branches.sln import single_layer_context
+from sln_amodal.modeling.mask_branches import INPUT_IMAGE
+from sln_amodal.modeling.mask_branches.sln import image_cells, single_layer_context
 
 SHARED_OUTPUT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "occlude_rate", "depth_rank")
 
@@ -175,6 +176,43 @@ def test_single_layer_context_is_the_weighted_mean_feature():
     expected = (pooled * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3))
     assert torch.allclose(context[:2, :, 0, 0], expected[:2], atol=1e-6)
     assert torch.equal(context[2], torch.zeros((5, 1, 1)))
+
+
+def test_image_cells_compare_each_cell_colour_with_the_visible_mean():
+    generator = torch.Generator().manual_seed(0)
+    crops = torch.randn((2, 3, 4, 4), generator=generator)
+    weights = torch.rand((2, 1, 4, 4), generator=generator)
+    weights[1] = 0  # nothing called visible: a zero mean colour, not a division by zero
+    cells = image_cells(crops, weights)
+    assert cells.shape == (2, 7, 4, 4)
+    assert torch.equal(cells[:, :3], crops)
+    mean = (crops[0] * weights[0]).sum(dim=(1, 2)) / weights[0].sum()
+    assert torch.allclose(cells[0, 3:6], mean[:, None, None].expand(3, 4, 4), atol=1e-6)
+    assert torch.allclose(cells[0, 6], (crops[0] - mean[:, None, None]).square().sum(dim=0), atol=1e-5)
+    assert torch.equal(cells[1, 3:6], torch.zeros((3, 4, 4)))
+    assert torch.allclose(cells[1, 6], crops[1].square().sum(dim=0))
+
+
+def test_image_cells_reach_the_sem_dist_trunk_from_the_input_pixels():
+    torch.manual_seed(0)
+    cfg = tiny_sln_config()
+    cfg.MODEL.SLN.IMAGE_CELLS = True
+    model = build_model(cfg)
+    model.train()
+    images, targets = synthetic_batch(count=1)
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.roi_heads.mask_branch.sem_dist_trunk.parameters())
+    # The same network on other pixels inside the RoIs gives other S maps: the trunk reads the image.
+    model.eval()
+    branch = model.roi_heads.mask_branch
+    batch, _ = model.transform(images)
+    features = model.extract_features(batch)
+    boxes = [targets[0]["boxes"] * batch.shape[-1] / images[0].shape[-1]]
+    with torch.no_grad():
+        sem_dist = branch.predict(features, boxes)[2]
+        altered = branch.predict({**features, INPUT_IMAGE: features[INPUT_IMAGE].flip(-1)}, boxes)[2]
+    assert not torch.allclose(sem_dist, altered)
 
 
 def test_dilated_stacks_keep_the_grid_size_and_need_one_dilation_per_convolution():

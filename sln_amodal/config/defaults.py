@@ -184,6 +184,9 @@ _C.MODEL.SLN.DECONV_DIM = 256
 # Sem-dist trunk on the instance features + the softmax of the instance layering logits.
 _C.MODEL.SLN.SEM_DIST_CONV_DIMS = (128, 128)
 _C.MODEL.SLN.SEM_DIST_CONV_DILATIONS = ()  # one per sem-dist convolution (empty: none)
+# The sem-dist trunk also reads the input image on the RoI grid, the mean colour of the cells the
+# instance layering calls visible, and each cell's squared colour distance to it.
+_C.MODEL.SLN.IMAGE_CELLS = False
 _C.MODEL.SLN.CLS_AGNOSTIC = True  # one S map per RoI (layering is class-agnostic) or one per class
 _C.MODEL.SLN.SMOOTH_L1_BETA = 0.1  # of the sem-dist regression (S spans 0..K)
 # Loss weights of the global layering (CE), instance layering (CE) and sem-dist (smooth-L1) terms.

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .backbone import FPN
 from .image_transform import ImageTransform
+from .mask_branches import INPUT_IMAGE
 from .roi_heads import RoIHeads
 from .rpn import RegionProposalNetwork
 
@@ -40,13 +41,18 @@ class MaskRCNN(nn.Module):
             check_targets(targets, len(images))
         original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
         batch, image_sizes = self.transform(images)
-        features = self.backbone(batch)
+        features = self.extract_features(batch)
         proposals, rpn_losses = self.rpn(tuple(batch.shape[-2:]), image_sizes, features, targets)
         detections, roi_losses = self.roi_heads(features, proposals, image_sizes, targets)
         if self.training:
             return {**roi_losses, **rpn_losses}
         detections = self.transform.postprocess(detections, image_sizes, original_sizes, self.roi_heads.pasted_fields)
         return self.roi_heads.finalize(detections, original_sizes)
+
+    def extract_features(self, batch: Tensor) -> dict[str, Tensor]:
+        """What the RPN and the RoI heads read: the FPN levels by name and, under ``INPUT_IMAGE``,
+        the normalised batch (N, 3, H, W) itself."""
+        return {**self.backbone(batch), INPUT_IMAGE: batch}
 
     def check_categories(self, categories: list[dict]) -> None:
         """Raise if the model's dataset-bound state (a shape-prior codebook) was built for other categories."""

@@ -7,6 +7,7 @@ Importing this package registers Mask R-CNN (``MaskRCNNHead``), ORCNN (``ORCNNHe
 from . import mask_rcnn, orcnn, sln, vrsp  # noqa: F401  (registration)
 from .base import (
     BOX_FIELDS,
+    INPUT_IMAGE,
     MASK_BRANCHES,
     OUTPUT_FIELDS,
     MaskBranch,
@@ -17,6 +18,7 @@ from .base import (
 
 __all__ = [
     "BOX_FIELDS",
+    "INPUT_IMAGE",
     "MASK_BRANCHES",
     "OUTPUT_FIELDS",
     "MaskBranch",

@@ -6,7 +6,9 @@ A branch subclasses ``MaskBranch``, maps the config to its keyword-only construc
 package names it. It works in two phases:
 
 1. ``forward(features, rois, image_sizes, targets=None)``, inside the RoI heads.
-   features     dict[str, Tensor]: the FPN levels by name ("p2".."p6"), (N, C, H_l, W_l).
+   features     dict[str, Tensor]: the FPN levels by name ("p2".."p6"), (N, C, H_l, W_l), and
+                under ``INPUT_IMAGE`` the normalised, padded network-input batch (N, 3, H, W),
+                stride 1, for a branch that looks at pixels.
    rois         RoIBatch: per image, the boxes the branch works on (network-input pixels, xyxy)
                 and their classes. Training: the positive sampled proposals, ``labels`` = the
                 class of their matched GT object, ``matched_gt`` = that object's index in
@@ -42,6 +44,8 @@ from ...config import ConfigError
 # pixels, labels (D,) 1..C, scores (D,), amodal_masks and visible_masks (D, H, W) bool,
 # occlude_rate (D,) float and depth_rank (D,) int64, 1 = front-most.
 OUTPUT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "occlude_rate", "depth_rank")
+# The key of the network-input batch among the features a mask branch reads (stride 1).
+INPUT_IMAGE = "image"
 # What the box branch decides and a mask branch must leave as it is.
 BOX_FIELDS = ("boxes", "labels")
 

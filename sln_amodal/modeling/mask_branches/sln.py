@@ -4,7 +4,8 @@
 2. instance layering: per RoI, the pooled features plus the RoI crop of the soft global layering
    output (optionally also the RoI's single-layer context) -> convolutions (optionally dilated) ->
    2x deconvolution -> L, the instance layering map (K + 1 classes);
-3. sem-dist: those features plus the softmax of L -> convolutions -> S, regressed on the M x M grid.
+3. sem-dist: those features plus the softmax of L (optionally also the RoI's image cells, see
+   ``image_cells``) -> convolutions -> S, regressed on the M x M grid.
 
 Training targets come from the GT masks of each positive RoI's matched object (SPEC section 2,
 ``sln_amodal.layering``); the cells where another object overlaps the RoI's may weigh more in the
@@ -33,7 +34,7 @@ from ...layering import (
 from ..layers import conv_stack, init_predictor, init_trunk
 from ..poolers import MultiScaleRoIAlign, boxes_to_rois, roi_pooler_from_config
 from ..roi_align import roi_align
-from .base import MaskBranch, RoIBatch, register_mask_branch
+from .base import INPUT_IMAGE, MaskBranch, RoIBatch, register_mask_branch
 from .roi_masks import UPSAMPLE_FACTOR, graph_keeping_zero, select_class_maps
 from .sln_global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
 from .sln_pictures import matched_sem_dist_maps, sem_dist_picture
@@ -43,6 +44,7 @@ SINGLE_LAYER_CONTEXT = "single_layer"
 ROI_CONTEXTS = ("", SINGLE_LAYER_CONTEXT)
 CONTEXT_WEIGHT_FLOOR = 1e-6  # a RoI without any single-covered cell gets a zero context
 SEM_DIST_PICTURE = "sem_dist"  # the name of the debug picture of the sem-dist maps
+IMAGE_CELL_CHANNELS = 7  # an image cell's colour (3), the visible cells' mean colour (3), their distance (1)
 
 
 def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor:
@@ -53,6 +55,19 @@ def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor
     """
     total = (pooled * single_layer_weights).sum(dim=(2, 3), keepdim=True)
     return total / single_layer_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
+
+
+def image_cells(image_crops: Tensor, visible_weights: Tensor) -> Tensor:
+    """(R, 7, M, M): each cell's colour (R, 3, M, M), the mean colour of the cells weighted by
+    P(visible) (R, 1, M, M), and the squared distance between the two.
+
+    Inside an overlap the colour tells the two objects apart: a cell whose colour is the RoI's own
+    visible colour shows the RoI's object (visible there), one of another colour shows the occluder.
+    """
+    weights = visible_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
+    mean_colour = (image_crops * visible_weights).sum(dim=(2, 3), keepdim=True) / weights  # (R, 3, 1, 1)
+    distance = (image_crops - mean_colour).square().sum(dim=1, keepdim=True)
+    return torch.cat([image_crops, mean_colour.expand_as(image_crops), distance], dim=1)
 
 
 @register_mask_branch("SLNHead")
@@ -68,6 +83,9 @@ class SLNHead(MaskBranch):
         roi_context: "" or "single_layer": the instance trunk also reads, at every cell, the RoI's
             mean pooled feature over the cells the global layering calls covered once.
         sem_dist_conv_dims, sem_dist_conv_dilations: the sem-dist trunk (dilations as above).
+        image_cells: the sem-dist trunk also reads the input image RoIAligned on the M x M grid,
+            the mean colour of the cells the instance layering calls visible, and each cell's
+            squared colour distance to it (``image_cells``).
         num_classes: foreground classes; S has one map per class (+ background) unless class-agnostic.
         class_agnostic: one S map per RoI.
         num_layers: K.
@@ -97,6 +115,7 @@ class SLNHead(MaskBranch):
         deconv_dim: int,
         sem_dist_conv_dims: Sequence[int],
         sem_dist_conv_dilations: Sequence[int],
+        image_cells: bool,
         num_classes: int,
         class_agnostic: bool,
         num_layers: int,
@@ -126,13 +145,14 @@ class SLNHead(MaskBranch):
         if roi_context not in ROI_CONTEXTS:
             raise ValueError(f"INSTANCE_ROI_CONTEXT must be one of {ROI_CONTEXTS}, got {roi_context!r}")
         self.roi_context = roi_context
+        self.image_cells = image_cells
         context_channels = in_channels if roi_context == SINGLE_LAYER_CONTEXT else 0
         self.instance_trunk, channels = conv_stack(
             in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
         self.instance_classifier = nn.Conv2d(deconv_dim, layer_classes, 1)
         self.sem_dist_trunk, channels = conv_stack(
-            deconv_dim + layer_classes, sem_dist_conv_dims, sem_dist_conv_dilations)
+            deconv_dim + layer_classes + (IMAGE_CELL_CHANNELS if image_cells else 0), sem_dist_conv_dims, sem_dist_conv_dilations)
         self.sem_dist_predictor = nn.Conv2d(channels, 1 if class_agnostic else num_classes + 1, 1)
         init_trunk(self.instance_trunk, self.deconv, self.sem_dist_trunk)
         init_predictor(self.instance_classifier, self.sem_dist_predictor)
@@ -160,6 +180,7 @@ class SLNHead(MaskBranch):
             "deconv_dim": sln.DECONV_DIM,
             "sem_dist_conv_dims": sln.SEM_DIST_CONV_DIMS,
             "sem_dist_conv_dilations": sln.SEM_DIST_CONV_DILATIONS,
+            "image_cells": sln.IMAGE_CELLS,
             "num_classes": cfg.MODEL.NUM_CLASSES,
             "class_agnostic": sln.CLS_AGNOSTIC,
             "num_layers": sln.NUM_LAYERS,
@@ -177,20 +198,27 @@ class SLNHead(MaskBranch):
         global_logits = self.global_layering(features)
         pooled = self.pooler(features, boxes)  # (R, C, P, P)
         # float32 whatever autocast does: box corners in half precision would be rounded by pixels
-        probabilities = global_logits.float().softmax(dim=1)
-        layering_crops = roi_align(
-            probabilities, boxes_to_rois(boxes).float(), pooled.shape[-2:],
-            spatial_scale=1.0 / self.global_stride, sampling_ratio=self.pooler.sampling_ratio,
-            aligned=self.pooler_aligned,
-        )  # (R, K+1, P, P)
+        rois = boxes_to_rois(boxes).float()
+        layering_crops = self.crop(global_logits.float().softmax(dim=1), rois, pooled.shape[-2:],
+                                   1.0 / self.global_stride)  # (R, K+1, P, P)
         inputs = [pooled, layering_crops.to(pooled.dtype)]
         if self.roi_context == SINGLE_LAYER_CONTEXT:
             inputs.append(single_layer_context(pooled, layering_crops[:, 1:2].to(pooled.dtype)).expand_as(pooled))
         x = self.instance_trunk(torch.cat(inputs, dim=1))
         x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
         instance_logits = self.instance_classifier(x)
-        sem_dist = self.sem_dist_predictor(self.sem_dist_trunk(torch.cat([x, instance_logits.softmax(dim=1)], dim=1)))
+        layer_probabilities = instance_logits.softmax(dim=1)  # (R, K+1, M, M)
+        inputs = [x, layer_probabilities]
+        if self.image_cells:
+            image_crops = self.crop(features[INPUT_IMAGE].float(), rois, x.shape[-2:], 1.0)  # (R, 3, M, M)
+            inputs.append(image_cells(image_crops, layer_probabilities[:, 1:2].float()).to(x.dtype))
+        sem_dist = self.sem_dist_predictor(self.sem_dist_trunk(torch.cat(inputs, dim=1)))
         return global_logits, instance_logits, sem_dist
+
+    def crop(self, maps: Tensor, rois: Tensor, size: tuple[int, int], spatial_scale: float) -> Tensor:
+        """RoIAlign of whole-batch ``maps`` (N, C, H, W) at ``rois`` (R, 5), sampled as the pooler does."""
+        return roi_align(maps, rois, size, spatial_scale=spatial_scale, sampling_ratio=self.pooler.sampling_ratio,
+                         aligned=self.pooler_aligned)
 
     def forward(
         self,
