@@ -151,8 +151,8 @@ class SLNHead(MaskBranch):
             in_channels + context_channels + layer_classes, instance_conv_dims, instance_conv_dilations)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, UPSAMPLE_FACTOR, stride=UPSAMPLE_FACTOR)
         self.instance_classifier = nn.Conv2d(deconv_dim, layer_classes, 1)
-        self.sem_dist_trunk, channels = conv_stack(
-            deconv_dim + layer_classes + (IMAGE_CELL_CHANNELS if image_cells else 0), sem_dist_conv_dims, sem_dist_conv_dilations)
+        sem_dist_inputs = deconv_dim + layer_classes + (IMAGE_CELL_CHANNELS if image_cells else 0)
+        self.sem_dist_trunk, channels = conv_stack(sem_dist_inputs, sem_dist_conv_dims, sem_dist_conv_dilations)
         self.sem_dist_predictor = nn.Conv2d(channels, 1 if class_agnostic else num_classes + 1, 1)
         init_trunk(self.instance_trunk, self.deconv, self.sem_dist_trunk)
         init_predictor(self.instance_classifier, self.sem_dist_predictor)
