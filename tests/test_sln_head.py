@@ -10,7 +10,7 @@ from sln_amodal.modeling import build_model
 from sln_amodal.modeling.mask_branches.sln_global_layering import global_layering_targets
 from sln_amodal.modeling.layers import conv_stack
 from sln_amodal.modeling.mask_branches import INPUT_IMAGE
-from sln_amodal.modeling.mask_branches.sln import image_cells, single_layer_context
+from sln_amodal.modeling.mask_branches.sln import image_cells, weighted_cell_mean
 
 SHARED_OUTPUT_FIELDS = ("boxes", "labels", "scores", "amodal_masks", "visible_masks", "occlude_rate", "depth_rank")
 
@@ -167,12 +167,12 @@ def test_overlap_cells_are_where_two_amodal_masks_cover_the_cell_centre():
     assert not cells[2].any()  # every cell centre lies outside the image
 
 
-def test_single_layer_context_is_the_weighted_mean_feature():
+def test_weighted_cell_mean_is_the_weighted_mean_feature():
     generator = torch.Generator().manual_seed(0)
     pooled = torch.randn((3, 5, 4, 4), generator=generator)
     weights = torch.rand((3, 1, 4, 4), generator=generator)
     weights[2] = 0  # no single-covered cell: a zero context, not a division by zero
-    context = single_layer_context(pooled, weights)
+    context = weighted_cell_mean(pooled, weights)
     expected = (pooled * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3))
     assert torch.allclose(context[:2, :, 0, 0], expected[:2], atol=1e-6)
     assert torch.equal(context[2], torch.zeros((5, 1, 1)))

@@ -42,19 +42,21 @@ from .sln_pictures import matched_sem_dist_maps, sem_dist_picture
 
 SINGLE_LAYER_CONTEXT = "single_layer"
 ROI_CONTEXTS = ("", SINGLE_LAYER_CONTEXT)
-CONTEXT_WEIGHT_FLOOR = 1e-6  # a RoI without any single-covered cell gets a zero context
+CONTEXT_WEIGHT_FLOOR = 1e-6  # a RoI whose weights are all zero gets a zero mean
 SEM_DIST_PICTURE = "sem_dist"  # the name of the debug picture of the sem-dist maps
 IMAGE_CELL_CHANNELS = 7  # an image cell's colour (3), the visible cells' mean colour (3), their distance (1)
 
 
-def single_layer_context(pooled: Tensor, single_layer_weights: Tensor) -> Tensor:
-    """(R, C, 1, 1) mean of the pooled features (R, C, P, P) weighted by P(G = 1) (R, 1, P, P).
+def weighted_cell_mean(values: Tensor, weights: Tensor) -> Tensor:
+    """(R, C, 1, 1) mean of RoI cells ``values`` (R, C, P, P) weighted by ``weights`` (R, 1, P, P);
+    zero for a RoI whose weights are all zero.
 
-    The cells one object covers are mostly the RoI's own object, seen unoccluded: beside it, a cell
-    of the overlap can tell whether it shows the same object (visible) or another one (hidden).
+    Two uses: the single-layer context (pooled features weighted by P(G = 1): the cells one object
+    covers are mostly the RoI's own object, seen unoccluded, so beside it a cell of the overlap can
+    tell whether it shows the same object or another one) and the visible colour of ``image_cells``.
     """
-    total = (pooled * single_layer_weights).sum(dim=(2, 3), keepdim=True)
-    return total / single_layer_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
+    total = (values * weights).sum(dim=(2, 3), keepdim=True)
+    return total / weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
 
 
 def image_cells(image_crops: Tensor, visible_weights: Tensor) -> Tensor:
@@ -64,8 +66,7 @@ def image_cells(image_crops: Tensor, visible_weights: Tensor) -> Tensor:
     Inside an overlap the colour tells the two objects apart: a cell whose colour is the RoI's own
     visible colour shows the RoI's object (visible there), one of another colour shows the occluder.
     """
-    weights = visible_weights.sum(dim=(2, 3), keepdim=True).clamp(min=CONTEXT_WEIGHT_FLOOR)
-    mean_colour = (image_crops * visible_weights).sum(dim=(2, 3), keepdim=True) / weights  # (R, 3, 1, 1)
+    mean_colour = weighted_cell_mean(image_crops, visible_weights)  # (R, 3, 1, 1)
     distance = (image_crops - mean_colour).square().sum(dim=1, keepdim=True)
     return torch.cat([image_crops, mean_colour.expand_as(image_crops), distance], dim=1)
 
@@ -203,7 +204,7 @@ class SLNHead(MaskBranch):
                                    1.0 / self.global_stride)  # (R, K+1, P, P)
         inputs = [pooled, layering_crops.to(pooled.dtype)]
         if self.roi_context == SINGLE_LAYER_CONTEXT:
-            inputs.append(single_layer_context(pooled, layering_crops[:, 1:2].to(pooled.dtype)).expand_as(pooled))
+            inputs.append(weighted_cell_mean(pooled, layering_crops[:, 1:2].to(pooled.dtype)).expand_as(pooled))
         x = self.instance_trunk(torch.cat(inputs, dim=1))
         x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
         instance_logits = self.instance_classifier(x)
