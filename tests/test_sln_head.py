@@ -5,7 +5,7 @@ import torch
 
 from sln_amodal.config import ConfigError, get_default_config
 from sln_amodal.data.synthetic import SceneParams, generate_scene, scene_rng
-from sln_amodal.layering import global_layering_map, roi_overlap_cells
+from sln_amodal.layering import global_layering_map, roi_cover_levels
 from sln_amodal.modeling import build_model
 from sln_amodal.modeling.mask_branches.sln_global_layering import global_layering_targets
 from sln_amodal.modeling.layers import conv_stack
@@ -153,18 +153,17 @@ def test_roi_resolution_must_match_the_pooler():
         build_model(cfg)
 
 
-def test_overlap_cells_are_where_two_amodal_masks_cover_the_cell_centre():
+def test_cover_levels_count_the_amodal_masks_over_each_cell_centre():
     amodal = torch.zeros((3, 8, 8), dtype=torch.bool)
     amodal[0, 0:4, 0:6] = True
     amodal[1, 2:8, 4:8] = True
     amodal[2, 6:8, 0:2] = True  # overlaps nothing
     rois = torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 2.0, 6.0, 4.0], [-8.0, 0.0, 0.0, 8.0]])
-    cells = roi_overlap_cells(global_layering_map(amodal, 2), rois, resolution=8)
-    expected = torch.zeros((8, 8), dtype=torch.bool)
-    expected[2:4, 4:6] = True
-    assert torch.equal(cells[0], expected)
-    assert cells[1].all()  # the RoI lies inside the overlap
-    assert not cells[2].any()  # every cell centre lies outside the image
+    levels = roi_cover_levels(global_layering_map(amodal, 2), rois, resolution=8)
+    expected = amodal.sum(0)
+    assert torch.equal(levels[0], expected)
+    assert (levels[1] == 2).all()  # the RoI lies inside the overlap
+    assert not levels[2].any()  # every cell centre lies outside the image
 
 
 def test_weighted_cell_mean_is_the_weighted_mean_feature():
@@ -223,10 +222,11 @@ def test_dilated_stacks_keep_the_grid_size_and_need_one_dilation_per_convolution
         conv_stack(6, [4, 4], dilations=[2])
 
 
-def _layering_losses(overlap_cell_weight, **sln):
+def _layering_losses(overlap_cell_weight, foreign_cell_weight=1.0, **sln):
     torch.manual_seed(0)
     cfg = tiny_sln_config()
     cfg.MODEL.SLN.OVERLAP_CELL_WEIGHT = overlap_cell_weight
+    cfg.MODEL.SLN.FOREIGN_CELL_WEIGHT = foreign_cell_weight
     for key, value in sln.items():
         cfg.MODEL.SLN[key] = value
     model = build_model(cfg)
@@ -250,14 +250,15 @@ def _global_maps(branch, captured):
     return [global_layering_map(t["amodal_masks"].bool(), branch.num_layers) for t in captured["targets"]]
 
 
-def test_overlap_cells_weigh_more_in_the_layering_losses():
-    branch, losses, captured = _layering_losses(4.0, INSTANCE_CONV_DILATIONS=(2,), SEM_DIST_CONV_DILATIONS=(2,),
+def test_overlap_and_foreign_cells_weigh_more_in_the_layering_losses():
+    branch, losses, captured = _layering_losses(4.0, 2.5, INSTANCE_CONV_DILATIONS=(2,), SEM_DIST_CONV_DILATIONS=(2,),
                                                 INSTANCE_ROI_CONTEXT="single_layer", DIST_SATURATION=1.0)
-    layers, sem_dist_targets, overlap = branch.roi_targets(
+    layers, sem_dist_targets, cover = branch.roi_targets(
         captured["rois"], captured["targets"], _global_maps(branch, captured))
-    decided = overlap & (layers > 0)
-    assert decided.any() and (~decided).any()
-    weights = 1.0 + 3.0 * decided.float()
+    decided = (cover >= 2) & (layers > 0)
+    foreign = (cover >= 1) & (layers == 0)
+    assert decided.any() and foreign.any() and (~decided & ~foreign).any()
+    weights = 1.0 + 3.0 * decided.float() + 1.5 * foreign.float()
     instance = torch.nn.functional.cross_entropy(captured["instance_logits"], layers, reduction="none")
     sem_dist = torch.nn.functional.smooth_l1_loss(captured["sem_dist"], sem_dist_targets, reduction="none",
                                                   beta=branch.smooth_l1_beta)

@@ -162,6 +162,24 @@ def test_min_overlap_leaves_no_sliver_between_two_objects():
         _params(min_overlap=1.5)
 
 
+def _occlusion_rates(params, num_scenes=30):
+    rates = []
+    for index in range(num_scenes):
+        _, objects = generate_scene(scene_rng(0, "train", index), params)
+        rates += [1.0 - obj.visible.sum() / obj.amodal.sum() for obj in objects]
+    return np.array(rates)
+
+
+def test_max_occlusion_leaves_out_the_objects_hidden_beyond_it():
+    unbounded = _occlusion_rates(_params(occlusion=0.9))
+    assert (unbounded > 0.75).any()  # without the rule, nearly hidden objects happen
+    bounded = _occlusion_rates(_params(occlusion=0.9, max_occlusion=0.75))
+    assert bounded.max() <= 0.75
+    assert (bounded > 0.3).any()  # occluded objects remain
+    with pytest.raises(ValueError, match="max_occlusion"):
+        _params(max_occlusion=-0.1)
+
+
 def test_pycocotools_loads_the_json(dataset_dirs):
     first, _, _ = dataset_dirs
     path = os.path.join(first, "annotations", "train.json")

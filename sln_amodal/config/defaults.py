@@ -57,6 +57,8 @@ _C.SYNTHETIC.MIN_VISIBLE_AREA = 16
 # Two objects overlap by at least this fraction of the smaller one's amodal area, or not at all (a
 # placement making a thinner sliver is drawn again, up to 10 times, then left out); 0: any overlap.
 _C.SYNTHETIC.MIN_OVERLAP = 0.0
+# Objects hidden beyond this fraction of their amodal area are not drawn either; 1: no such rule.
+_C.SYNTHETIC.MAX_OCCLUSION = 1.0
 # The classes (category id = position + 1) among ellipse, rectangle, triangle, star, ring, cross.
 _C.SYNTHETIC.SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")
 # What each image's background and each object's fill is drawn from (one picked at random):
@@ -196,6 +198,9 @@ _C.MODEL.SLN.SEM_DIST_LOSS_WEIGHT = 1.0
 # Weight, in the instance layering and sem-dist losses, of the RoI cells of an object that another
 # object's amodal mask also covers (where visible vs hidden is decided); the other cells weigh 1.
 _C.MODEL.SLN.OVERLAP_CELL_WEIGHT = 1.0
+# Weight of the RoI cells outside the object that another object covers (where the object's map
+# must not spill onto its neighbour, whose visible part it would call its own hidden part).
+_C.MODEL.SLN.FOREIGN_CELL_WEIGHT = 1.0
 
 # VRSP-Net (Xiao et al., AAAI 2021; MODEL.ROI_MASK_HEAD.NAME VRSPHead): each switch is one token of
 # the upstream config names (parallel_CtRef_VAR_SPRef_SPRet_FM); all off is the "parallel" head, an

@@ -75,6 +75,8 @@ class SceneParams:
     # Two objects overlap by at least this fraction of the smaller one's amodal area, or not at all:
     # a placement making a thinner sliver is drawn again (0: any overlap).
     min_overlap: float = 0.0
+    # Objects hidden beyond this fraction of their amodal area are left out as well (1: none are).
+    max_occlusion: float = 1.0
     shapes: tuple[str, ...] = SHAPES  # the classes: category id = position + 1
     backgrounds: tuple[str, ...] = ("gradient", "smooth_noise", "photo", "texture")  # keys of BACKGROUNDS
     textures: tuple[str, ...] = ("flat", "stripes", "checker", "texture")  # keys of TEXTURES
@@ -95,6 +97,8 @@ class SceneParams:
                 f"need 0 < min_object_size <= max_object_size, got {self.min_object_size}, {self.max_object_size}")
         if not 0.0 <= self.min_overlap <= 1.0:
             raise ValueError(f"min_overlap must lie in [0, 1], got {self.min_overlap}")
+        if not 0.0 <= self.max_occlusion <= 1.0:
+            raise ValueError(f"max_occlusion must lie in [0, 1], got {self.max_occlusion}")
         if not 0.0 <= self.shadow_strength <= 1.0:
             raise ValueError(f"shadow_strength must lie in [0, 1], got {self.shadow_strength}")
         if self.min_visible_area < 1:
@@ -112,9 +116,9 @@ def scene_params_from_config(cfg) -> SceneParams:
     return SceneParams(
         height=int(height), width=int(width), min_objects=s.MIN_OBJECTS, max_objects=s.MAX_OBJECTS,
         occlusion=s.OCCLUSION, min_object_size=s.MIN_OBJECT_SIZE, max_object_size=s.MAX_OBJECT_SIZE,
-        min_visible_area=s.MIN_VISIBLE_AREA, min_overlap=s.MIN_OVERLAP, shapes=tuple(s.SHAPES),
-        backgrounds=tuple(s.BACKGROUNDS), textures=tuple(s.TEXTURES), shadow_strength=s.SHADOW_STRENGTH,
-        shadow_offset=tuple(s.SHADOW_OFFSET),
+        min_visible_area=s.MIN_VISIBLE_AREA, min_overlap=s.MIN_OVERLAP, max_occlusion=s.MAX_OCCLUSION,
+        shapes=tuple(s.SHAPES), backgrounds=tuple(s.BACKGROUNDS), textures=tuple(s.TEXTURES),
+        shadow_strength=s.SHADOW_STRENGTH, shadow_offset=tuple(s.SHADOW_OFFSET),
     )
 
 
@@ -153,8 +157,9 @@ def generate_scene(rng: np.random.Generator, params: SceneParams) -> tuple[np.nd
     num_objects = int(rng.integers(params.min_objects, params.max_objects, endpoint=True))
     placements, amodal = _place_objects(rng, num_objects, params)  # back to front
     # Leaving out an object only uncovers the ones behind it, so one pass leaves every kept
-    # object with at least min_visible_area visible pixels.
-    keep = _visible_masks(amodal).sum(axis=(1, 2)) >= params.min_visible_area
+    # object with at least min_visible_area visible pixels and at most max_occlusion hidden.
+    visible_area, amodal_area = _visible_masks(amodal).sum(axis=(1, 2)), amodal.sum(axis=(1, 2))
+    keep = (visible_area >= params.min_visible_area) & (visible_area >= (1 - params.max_occlusion) * amodal_area)
     placements = [p for p, k in zip(placements, keep) if k]
     amodal = amodal[keep]
     visible = _visible_masks(amodal)

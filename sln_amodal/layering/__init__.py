@@ -15,7 +15,7 @@ from .targets import (
     resolve_dist_saturation,
     roi_grid_pixels,
     roi_layering_targets,
-    roi_overlap_cells,
+    roi_cover_levels,
     sem_dist_from_layers,
 )
 
@@ -36,6 +36,6 @@ __all__ = [
     "resolve_dist_saturation",
     "roi_grid_pixels",
     "roi_layering_targets",
-    "roi_overlap_cells",
+    "roi_cover_levels",
     "sem_dist_from_layers",
 ]

@@ -154,17 +154,18 @@ def roi_grid_pixels(
     return ys.clamp(0, height - 1), xs.clamp(0, width - 1), inside
 
 
-def roi_overlap_cells(global_map: torch.Tensor, rois: torch.Tensor, resolution: int) -> torch.Tensor:
-    """(R, M, M) bool: the RoI grid cells whose centre pixel lies in at least two amodal masks, read
-    from the image's G (H, W) (``global_layering_map``; its clamp to K >= 2 keeps G >= 2 exact).
-    Cells outside the image are never overlapped.
+def roi_cover_levels(global_map: torch.Tensor, rois: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(R, M, M) int64: G (H, W) of the image (``global_layering_map``) at each RoI grid cell's
+    centre pixel, 0 for cells outside the image.
 
-    Inside its object's amodal mask such a cell is where the layering is decided: visible if the
-    object is in front there, hidden if another object is.
+    G counts the amodal masks over a pixel, clamped to K >= 2, so ``>= 1`` (some object) and
+    ``>= 2`` (overlapped) are exact. Inside its object's amodal mask an overlapped cell is where the
+    layering is decided: visible if the object is in front there, hidden if another object is.
+    Outside it, a covered cell shows another object, which the RoI's map must leave out.
     """
     height, width = global_map.shape
     rows, columns, inside = roi_grid_pixels(rois, resolution, height, width)
-    return (global_map[rows[:, :, None], columns[:, None, :]] >= 2) & inside
+    return torch.where(inside, global_map[rows[:, :, None], columns[:, None, :]].long(), 0)
 
 
 def roi_layering_targets(

@@ -29,7 +29,7 @@ from ...layering import (
     resolve_depth_order,
     resolve_dist_saturation,
     roi_layering_targets,
-    roi_overlap_cells,
+    roi_cover_levels,
 )
 from ..layers import conv_stack, init_predictor, init_trunk
 from ..poolers import MultiScaleRoIAlign, boxes_to_rois, roi_pooler_from_config
@@ -95,7 +95,9 @@ class SLNHead(MaskBranch):
         loss_weights: (global layering, instance layering, sem-dist).
         overlap_cell_weight: weight, in the instance layering and sem-dist losses, of the cells of
             the object's amodal mask that another object's amodal mask also covers (the cells
-            where visible or hidden is decided); every other cell weighs 1.
+            where visible or hidden is decided).
+        foreign_cell_weight: weight of the cells outside the object's amodal mask that another
+            object covers (where the map must leave that object out); every other cell weighs 1.
         amodal_thresh, visible_margin: decoding thresholds (amodal where S >= amodal_thresh,
             visible where S >= K - visible_margin).
         pooler_aligned: half-pixel offset of RoIAlign, as for the FPN pooler.
@@ -124,6 +126,7 @@ class SLNHead(MaskBranch):
         smooth_l1_beta: float,
         loss_weights: tuple[float, float, float],
         overlap_cell_weight: float,
+        foreign_cell_weight: float,
         amodal_thresh: float,
         visible_margin: float,
         pooler_aligned: bool,
@@ -138,6 +141,7 @@ class SLNHead(MaskBranch):
         self.smooth_l1_beta = smooth_l1_beta
         self.loss_weights = loss_weights
         self.overlap_cell_weight = overlap_cell_weight
+        self.foreign_cell_weight = foreign_cell_weight
         self.amodal_thresh = amodal_thresh
         self.visible_margin = visible_margin
         self.pooler_aligned = pooler_aligned
@@ -189,6 +193,7 @@ class SLNHead(MaskBranch):
             "smooth_l1_beta": sln.SMOOTH_L1_BETA,
             "loss_weights": (sln.GLOBAL_LOSS_WEIGHT, sln.INSTANCE_LOSS_WEIGHT, sln.SEM_DIST_LOSS_WEIGHT),
             "overlap_cell_weight": sln.OVERLAP_CELL_WEIGHT,
+            "foreign_cell_weight": sln.FOREIGN_CELL_WEIGHT,
             "amodal_thresh": sln.AMODAL_THRESH,
             "visible_margin": sln.VISIBLE_MARGIN,
             "pooler_aligned": cfg.MODEL.ROI_HEADS.POOLER_ALIGNED,
@@ -241,7 +246,7 @@ class SLNHead(MaskBranch):
         # G of each image, computed once: the global module's target and where RoI cells overlap.
         global_maps = [global_layering_map(t["amodal_masks"].bool(), self.num_layers) for t in targets]
         global_targets = global_layering_targets(global_maps, batch_hw, self.global_stride)
-        layer_targets, sem_dist_targets, overlap = self.roi_targets(rois, targets, global_maps)
+        layer_targets, sem_dist_targets, cover = self.roi_targets(rois, targets, global_maps)
         weight_global, weight_instance, weight_sem_dist = self.loss_weights
         losses = {"loss_global_layering": weight_global * global_layering_loss(global_logits, global_targets)}
         if len(layer_targets) == 0:
@@ -249,7 +254,9 @@ class SLNHead(MaskBranch):
             zero = graph_keeping_zero(instance_logits, sem_dist)
             return {**losses, "loss_instance_layering": zero, "loss_sem_dist": zero}
         # A weighted mean over the cells: the same scale as the plain mean when nothing overlaps.
-        cell_weights = torch.where(overlap & (layer_targets > 0), self.overlap_cell_weight, 1.0)  # (R, M, M)
+        own = layer_targets > 0
+        cell_weights = torch.where(own & (cover >= 2), self.overlap_cell_weight, 1.0)  # (R, M, M)
+        cell_weights = torch.where(~own & (cover >= 1), self.foreign_cell_weight, cell_weights)
         cell_weights = cell_weights / cell_weights.sum()
         instance_loss = F.cross_entropy(instance_logits, layer_targets, reduction="none")
         sem_dist_loss = F.smooth_l1_loss(sem_dist, sem_dist_targets, beta=self.smooth_l1_beta, reduction="none")
@@ -260,9 +267,9 @@ class SLNHead(MaskBranch):
     def roi_targets(
         self, rois: RoIBatch, targets: list[dict], global_maps: list[Tensor]
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """L (R, M, M) int64, S (R, M, M) float and the overlapped cells (R, M, M) bool (``G >= 2``,
-        from each image's G in ``global_maps``) for the positive RoIs of all images, in order."""
-        layer_maps, sem_dists, overlaps = [], [], []
+        """L (R, M, M) int64, S (R, M, M) float and G at the cells (R, M, M) int64 (from each
+        image's G in ``global_maps``) for the positive RoIs of all images, in order."""
+        layer_maps, sem_dists, covers = [], [], []
         for boxes, matched, target, global_map in zip(rois.boxes, rois.matched_gt, targets, global_maps):
             amodal, visible = target["amodal_masks"].bool(), target["visible_masks"].bool()
             in_front = resolve_depth_order(amodal, visible, target["depth_rank"], target["depth_constraints"])
@@ -272,8 +279,8 @@ class SLNHead(MaskBranch):
             )
             layer_maps.append(layer_map)
             sem_dists.append(sem_dist)
-            overlaps.append(roi_overlap_cells(global_map, boxes.detach(), self.resolution))
-        return torch.cat(layer_maps), torch.cat(sem_dists), torch.cat(overlaps)
+            covers.append(roi_cover_levels(global_map, boxes.detach(), self.resolution))
+        return torch.cat(layer_maps), torch.cat(sem_dists), torch.cat(covers)
 
     def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
         """Decode one image's S maps (boxes in original-image pixels) into the shared output fields."""
