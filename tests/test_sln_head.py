@@ -277,6 +277,33 @@ def test_unit_overlap_weight_is_the_plain_mean():
     assert losses["loss_instance_layering"].item() == pytest.approx(plain.item(), rel=1e-5)
 
 
+def test_roi_scale_trains_on_and_pastes_into_the_scaled_boxes():
+    _, _, plain = _layering_losses(1.0)
+    branch, _, scaled = _layering_losses(1.0, ROI_SCALE=1.5)
+    for plain_boxes, scaled_boxes in zip(plain["rois"].boxes, scaled["rois"].boxes):
+        centres = (plain_boxes[:, :2] + plain_boxes[:, 2:]) / 2
+        assert torch.allclose((scaled_boxes[:, :2] + scaled_boxes[:, 2:]) / 2, centres, atol=1e-4)
+        plain_sizes, scaled_sizes = plain_boxes[:, 2:] - plain_boxes[:, :2], scaled_boxes[:, 2:] - scaled_boxes[:, :2]
+        assert torch.allclose(scaled_sizes, 1.5 * plain_sizes, atol=1e-4)
+    # S at the visible level everywhere: the masks fill the scaled box, 30 x 30 pixels about the 20 x 20 box.
+    resolution = branch.resolution
+    detection = {"boxes": torch.tensor([[40.0, 40.0, 60.0, 60.0]]), "scores": torch.tensor([0.9]),
+                 "labels": torch.tensor([1]), "sem_dist": torch.full((1, resolution, resolution), 3.0)}
+    output = branch.finalize(detection, (128, 128))
+    expected = torch.zeros((128, 128), dtype=torch.bool)
+    expected[35:65, 35:65] = True
+    assert torch.equal(output["amodal_masks"][0].bool(), expected)
+    assert torch.equal(output["visible_masks"][0].bool(), expected)
+    assert torch.equal(output["boxes"], detection["boxes"])  # the detection keeps its own box
+
+
+def test_roi_scale_below_one_is_an_error():
+    cfg = tiny_sln_config()
+    cfg.MODEL.SLN.ROI_SCALE = 0.9
+    with pytest.raises(ValueError, match="ROI_SCALE"):
+        build_model(cfg)
+
+
 def test_unknown_roi_context_is_an_error():
     cfg = tiny_sln_config()
     cfg.MODEL.SLN.INSTANCE_ROI_CONTEXT = "everything"

@@ -201,6 +201,9 @@ _C.MODEL.SLN.OVERLAP_CELL_WEIGHT = 1.0
 # Weight of the RoI cells outside the object that another object covers (where the object's map
 # must not spill onto its neighbour, whose visible part it would call its own hidden part).
 _C.MODEL.SLN.FOREIGN_CELL_WEIGHT = 1.0
+# Every RoI the branch reads, learns on and pastes is its box scaled by this factor about its centre
+# (1: the box itself), so that S reaches the hidden parts a regressed amodal box falls short of.
+_C.MODEL.SLN.ROI_SCALE = 1.0
 
 # VRSP-Net (Xiao et al., AAAI 2021; MODEL.ROI_MASK_HEAD.NAME VRSPHead): each switch is one token of
 # the upstream config names (parallel_CtRef_VAR_SPRef_SPRet_FM); all off is the "parallel" head, an

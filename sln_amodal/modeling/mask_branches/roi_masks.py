@@ -5,6 +5,7 @@
 - class selection: each RoI's map among per-class maps;
 - the per-class binary cross-entropy of Mask R-CNN, optionally weighted per RoI;
 - the zero loss that keeps DDP's graph complete when a batch has no positive RoI;
+- boxes scaled about their centres (a branch that reads and pastes beyond the box);
 - the Mask R-CNN mask network (``MaskFCN``) and its upsampling factor;
 - the output rule: the shared output fields from an amodal and a visible mask probability.
 """
@@ -38,6 +39,15 @@ def roi_mask_targets(rois: RoIBatch, gt_masks: list[Tensor], size: int) -> Tenso
     """(R, size, size) soft targets: per positive RoI its matched object's GT mask cropped to the box.
     ``gt_masks`` holds one (G_i, H, W) tensor per image; ``rois`` runs over the images in order."""
     return torch.cat([crop_masks_to_boxes(m, b, i, size) for m, b, i in zip(gt_masks, rois.boxes, rois.matched_gt)])
+
+
+def scale_boxes(boxes: Tensor, factor: float) -> Tensor:
+    """(R, 4) xyxy boxes scaled by ``factor`` about their centres (1: the boxes themselves)."""
+    if factor == 1.0:
+        return boxes
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half_sizes = (boxes[:, 2:] - boxes[:, :2]) * (factor / 2)
+    return torch.cat([centres - half_sizes, centres + half_sizes], dim=1)
 
 
 def graph_keeping_zero(*tensors: Tensor) -> Tensor:

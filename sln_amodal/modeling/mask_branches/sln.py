@@ -15,6 +15,7 @@ debug picture shows the sem-dist maps (``sln_pictures.py``).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ from ..layers import conv_stack, init_predictor, init_trunk
 from ..poolers import MultiScaleRoIAlign, boxes_to_rois, roi_pooler_from_config
 from ..roi_align import roi_align
 from .base import INPUT_IMAGE, MaskBranch, RoIBatch, register_mask_branch
-from .roi_masks import UPSAMPLE_FACTOR, graph_keeping_zero, select_class_maps
+from .roi_masks import UPSAMPLE_FACTOR, graph_keeping_zero, scale_boxes, select_class_maps
 from .sln_global_layering import GlobalLayeringModule, global_layering_loss, global_layering_targets
 from .sln_pictures import matched_sem_dist_maps, sem_dist_picture
 
@@ -98,6 +99,9 @@ class SLNHead(MaskBranch):
             where visible or hidden is decided).
         foreign_cell_weight: weight of the cells outside the object's amodal mask that another
             object covers (where the map must leave that object out); every other cell weighs 1.
+        roi_scale: every RoI the branch reads, learns on and pastes is its box scaled by this
+            factor about its centre: a regressed amodal box falls short of hidden parts, and S can
+            reach them only inside its RoI.
         amodal_thresh, visible_margin: decoding thresholds (amodal where S >= amodal_thresh,
             visible where S >= K - visible_margin).
         pooler_aligned: half-pixel offset of RoIAlign, as for the FPN pooler.
@@ -127,6 +131,7 @@ class SLNHead(MaskBranch):
         loss_weights: tuple[float, float, float],
         overlap_cell_weight: float,
         foreign_cell_weight: float,
+        roi_scale: float,
         amodal_thresh: float,
         visible_margin: float,
         pooler_aligned: bool,
@@ -142,6 +147,9 @@ class SLNHead(MaskBranch):
         self.loss_weights = loss_weights
         self.overlap_cell_weight = overlap_cell_weight
         self.foreign_cell_weight = foreign_cell_weight
+        if roi_scale < 1.0:
+            raise ValueError(f"ROI_SCALE must be >= 1 (a RoI smaller than its box cuts the object), got {roi_scale}")
+        self.roi_scale = roi_scale
         self.amodal_thresh = amodal_thresh
         self.visible_margin = visible_margin
         self.pooler_aligned = pooler_aligned
@@ -194,6 +202,7 @@ class SLNHead(MaskBranch):
             "loss_weights": (sln.GLOBAL_LOSS_WEIGHT, sln.INSTANCE_LOSS_WEIGHT, sln.SEM_DIST_LOSS_WEIGHT),
             "overlap_cell_weight": sln.OVERLAP_CELL_WEIGHT,
             "foreign_cell_weight": sln.FOREIGN_CELL_WEIGHT,
+            "roi_scale": sln.ROI_SCALE,
             "amodal_thresh": sln.AMODAL_THRESH,
             "visible_margin": sln.VISIBLE_MARGIN,
             "pooler_aligned": cfg.MODEL.ROI_HEADS.POOLER_ALIGNED,
@@ -233,6 +242,7 @@ class SLNHead(MaskBranch):
         image_sizes: list[tuple[int, int]],
         targets: list[dict] | None = None,
     ):
+        rois = replace(rois, boxes=[scale_boxes(boxes, self.roi_scale) for boxes in rois.boxes])
         global_logits, instance_logits, sem_dist = self.predict(features, rois.boxes)
         sem_dist = select_class_maps(sem_dist, torch.cat(rois.labels))  # (R, M, M)
         if self.training:
@@ -285,8 +295,8 @@ class SLNHead(MaskBranch):
     def finalize(self, detection: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
         """Decode one image's S maps (boxes in original-image pixels) into the shared output fields."""
         decoded = decode_detections(
-            detection["sem_dist"].float(), detection["boxes"], detection["scores"], *image_size, self.num_layers,
-            amodal_thresh=self.amodal_thresh, visible_margin=self.visible_margin,
+            detection["sem_dist"].float(), scale_boxes(detection["boxes"], self.roi_scale), detection["scores"],
+            *image_size, self.num_layers, amodal_thresh=self.amodal_thresh, visible_margin=self.visible_margin,
         )
         return {
             **detection,
@@ -303,7 +313,7 @@ class SLNHead(MaskBranch):
             best = detection["scores"].argsort(descending=True)[:max_rois]
             return {SEM_DIST_PICTURE: sem_dist_picture(detection["sem_dist"][best], None, self.num_layers)}
         predicted, expected = matched_sem_dist_maps(
-            detection, target, self.num_layers, self.dist_saturation, max_rois, match_iou)
+            detection, target, self.num_layers, self.dist_saturation, max_rois, match_iou, self.roi_scale)
         if len(predicted) == 0:
             return {}
         return {SEM_DIST_PICTURE: sem_dist_picture(predicted, expected, self.num_layers)}

@@ -15,6 +15,7 @@ from torchvision.ops import box_iou
 
 from ...layering import resolve_depth_order, roi_layering_targets
 from ...numbers import UINT8_MAX
+from .roi_masks import scale_boxes
 
 # Sem-dist pictures: a fixed colour scale from 0 (background) to K (visible level), never rescaled
 # per map, so equal colours mean equal levels across maps and steps.
@@ -32,6 +33,7 @@ def matched_sem_dist_maps(
     dist_saturation: float,
     max_rois: int,
     match_iou: float,
+    roi_scale: float,
 ) -> tuple[Tensor, Tensor]:
     """Predicted and target sem-dist maps (R, M, M) of up to ``max_rois`` detections, best score
     first, whose box overlaps a ground-truth box at IoU >= ``match_iou``.
@@ -39,7 +41,7 @@ def matched_sem_dist_maps(
     detections: one image's model output (``boxes``, ``scores``, ``sem_dist`` (D, M, M)); target:
     that image's ground truth (data contract) in the same pixels. The target map is built on the
     detection's own RoI grid from the best-overlapping object (SPEC section 2), with the sem-dist
-    ramp ``dist_saturation`` (tau, resolved).
+    ramp ``dist_saturation`` (tau, resolved), on each box scaled by ``roi_scale`` as the branch's RoIs are.
     """
     boxes, scores, predicted = detections["boxes"].cpu(), detections["scores"].cpu(), detections["sem_dist"].cpu()
     resolution = predicted.shape[-1]
@@ -52,7 +54,8 @@ def matched_sem_dist_maps(
     amodal, visible = target["amodal_masks"].cpu().bool(), target["visible_masks"].cpu().bool()
     in_front = resolve_depth_order(amodal, visible, target["depth_rank"].cpu(), target["depth_constraints"].cpu())
     _, expected = roi_layering_targets(
-        amodal, visible, in_front, boxes[keep], matched[keep], resolution, num_layers, dist_saturation,
+        amodal, visible, in_front, scale_boxes(boxes[keep], roi_scale), matched[keep], resolution, num_layers,
+        dist_saturation,
     )
     return predicted[keep], expected
 
