@@ -3,7 +3,7 @@ schedule; score every run with the same evaluator and write a markdown table (an
 method's mean and spread over the seeds.
 
     python scripts/compare_baselines.py --out output/compare [--seeds 0 1] [--iters N] \
-        [--methods sln mask_rcnn_amodal orcnn vrsp] [--dataset DIR] [KEY VALUE ...]
+        [--methods sln mask_rcnn_amodal orcnn vrsp] [--dataset DIR] [--timing-rounds N] [KEY VALUE ...]
 
 Contract:
 - Methods: by default SLN, Mask R-CNN (amodal masks), ORCNN and VRSP-Net with all modules (issue 12,
@@ -23,10 +23,16 @@ Contract:
   shape_prior.pth for VRSP-Net, and run.json once scored); OUT/comparison.md the table and notes;
   OUT/comparison.json every run (with its seed and metrics), each method's aggregates and the
   verdicts.
+- Inference speed: measured anew in every call, after the runs are trained or read back, for all of
+  them alike (``time_inference``: each model from its final checkpoint, a warm-up pass, then
+  --timing-rounds passes over the decoded val images with the models taking turns; the median counts).
+  One pass at scoring time, as before, gave ORCNN 38 and 48 ms on its two seeds.
 - Resuming: a run whose run.json records the same method, seed, iterations, dataset and resolved
   config (every value, after the files and overrides) is read back instead of trained again, so
   an interrupted comparison, or one run method by method into the same --out, trains each run
   once. The table covers the methods named in this call.
+- Last line: one JSON object with each method's mean depth order and heavy AP, the verdicts and the
+  SLN's inference time over Mask R-CNN (amodal masks)'s.
 - Aggregates: mean ± spread over the seeds, spread = half the range, (max - min) / 2; one seed shows
   just the value. A value of -1 (undefined) is n/a and left out of the mean.
 - Verdict: per baseline, whether the SLN's mean depth order and heavy-occlusion AP exceed the
@@ -40,16 +46,24 @@ import hashlib
 import json
 import logging
 import os
+import statistics
 import time
 from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
 
 from sln_amodal.config import load_config
 from sln_amodal.data.catalog import resolve_split_from_config
 from sln_amodal.data.synthetic import scene_params_from_config, write_synthetic_dataset
-from sln_amodal.engine.checkpoint import atomic_torch_save
+from sln_amodal.data.dataset import build_dataset
+from sln_amodal.data.loader import build_eval_loader
+from sln_amodal.data.records import category_ids_of
+from sln_amodal.engine.checkpoint import atomic_torch_save, load_trained_model
+from sln_amodal.engine.inference import run_inference
 from sln_amodal.engine.shape_codebook import build_codebook
 from sln_amodal.engine.split_evaluation import score_results, write_model_results
-from sln_amodal.engine.trainer import train
+from sln_amodal.engine.trainer import FINAL_CHECKPOINT, train
 from sln_amodal.evaluation.metrics import UNDEFINED
 from sln_amodal.evaluation.report import NOT_DEFINED
 from sln_amodal.fileio import atomic_write_text
@@ -59,6 +73,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO_ROOT, "sln_amodal", "config", "yaml")
 QUICKSTART_CONFIG = os.path.join(CONFIG_DIR, "quickstart.yaml")
 DEFAULT_SEEDS = [0, 1]
+DEFAULT_TIMING_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,9 @@ METHODS = [
     Method("orcnn", "ORCNN", "quickstart_orcnn.yaml"),
     Method("vrsp", "VRSP-Net (CtRef VAR SPRef SPRet FM)", "quickstart_vrsp.yaml", needs_codebook=True),
 ]
+METHOD_BY_KEY = {m.key: m for m in METHODS}
 SLN_KEY = "sln"
+MASK_RCNN_KEY = "mask_rcnn_amodal"  # the reference of the inference-speed ratio
 RUN_RECORD = "run.json"  # in each run's folder, once it is scored
 
 
@@ -107,6 +124,7 @@ COLUMNS = [
     Column("train s/iter", ("train_s_per_iter",), 2),
     Column("infer ms/image", ("infer_ms_per_image",), 0),
 ]
+INFERENCE_COLUMN = COLUMNS[-1].title
 VERDICT_COLUMNS = ("depth order", "AP heavy")
 
 
@@ -126,11 +144,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="one run per method and seed: SOLVER.SEED and DATALOADER.SEED (default: 0 1)")
     parser.add_argument("--methods", nargs="+", choices=[m.key for m in METHODS],
                         default=[m.key for m in METHODS if m.compared_by_default])
+    parser.add_argument("--timing-rounds", type=int, default=DEFAULT_TIMING_ROUNDS,
+                        help="timed inference passes per model after its warm-up pass; the median is reported")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides applied to every run (after the shared schedule, before the seed)")
     args = parser.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must be distinct, got {args.seeds}")
+    if args.timing_rounds < 1:
+        parser.error(f"--timing-rounds must be at least 1, got {args.timing_rounds}")
     return args
 
 
@@ -203,19 +225,59 @@ def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
     result = train(cfg, args.dataset, "none", os.path.join(folder, "train"))
     run["train_s_per_iter"] = (time.perf_counter() - started) / args.iters
 
-    model = result.model.eval()
-    data = cfg.DATASETS
-    annotations, image_root = resolve_split_from_config(cfg, args.dataset, data.VAL_SPLIT)
+    annotations, image_root = resolve_split_from_config(cfg, args.dataset, cfg.DATASETS.VAL_SPLIT)
     eval_dir = os.path.join(folder, "eval")
-    started = time.perf_counter()
-    results_path, annotations = write_model_results(model, cfg, annotations.categories, annotations, image_root,
-                                                    eval_dir)
-    run["infer_ms_per_image"] = 1000 * (time.perf_counter() - started) / len(annotations.records)
+    results_path, annotations = write_model_results(result.model.eval(), cfg, annotations.categories, annotations,
+                                                    image_root, eval_dir)
     score_results(cfg, annotations, results_path, eval_dir)
     with open(os.path.join(eval_dir, "metrics.json")) as f:
         run["metrics"] = json.load(f)
     atomic_write_text(json.dumps(run, indent=1), os.path.join(folder, RUN_RECORD))
     return run
+
+
+@dataclass
+class TimedModel:
+    run: dict
+    model: torch.nn.Module
+    category_ids: list[int]
+    batches: list  # the val split's eval batches, decoded once so that image reading is not timed
+    num_images: int
+
+
+def load_for_timing(run: dict, args: argparse.Namespace) -> TimedModel:
+    folder = run_folder(args.out, METHOD_BY_KEY[run["key"]], run["seed"])
+    model, cfg, categories = load_trained_model(os.path.join(folder, "train", FINAL_CHECKPOINT))
+    annotations, image_root = resolve_split_from_config(cfg, args.dataset, cfg.DATASETS.VAL_SPLIT)
+    loader = build_eval_loader(build_dataset(cfg, annotations, image_root, train=False),
+                               cfg.DATALOADER.IMS_PER_BATCH, num_workers=0)
+    return TimedModel(run, model, category_ids_of(categories), list(loader), len(annotations.records))
+
+
+def time_inference(runs: list[dict], args: argparse.Namespace) -> None:
+    """Set every run's ``infer_ms_per_image``, measured in this call for all runs alike: each trained
+    model runs over the val split once to warm up, then ``--timing-rounds`` times, the models taking
+    turns in every round so that a change in the machine's speed reaches them all; the median pass
+    counts. A pass is what ``run_inference`` does (model forward, masks pasted and RLE-encoded)."""
+    timed = [load_for_timing(run, args) for run in runs]
+    seconds = [[] for _ in timed]
+    for round_index in tqdm(range(args.timing_rounds + 1), desc="inference timing", unit="round"):
+        for entry, passes in zip(timed, seconds):
+            device = next(entry.model.parameters()).device
+            started = time.perf_counter()
+            run_inference(entry.model, entry.batches, device, entry.category_ids, progress=False)
+            if round_index > 0:  # round 0 warms up
+                passes.append(time.perf_counter() - started)
+    for entry, passes in zip(timed, seconds):
+        entry.run["infer_ms_per_image"] = 1000 * statistics.median(passes) / entry.num_images
+
+
+def inference_ratio(methods: list[dict]) -> float | None:
+    """The SLN's mean inference ms/image over Mask R-CNN (amodal masks)'s, when both were compared."""
+    means = {m["key"]: m["columns"][INFERENCE_COLUMN]["mean"] for m in methods}
+    if SLN_KEY not in means or MASK_RCNN_KEY not in means:
+        return None
+    return means[SLN_KEY] / means[MASK_RCNN_KEY]
 
 
 def lookup(tree: dict, path: tuple[str, ...]) -> float:
@@ -276,7 +338,7 @@ def verdicts(methods: list[dict]) -> dict:
             for m in methods if m is not sln}
 
 
-def notes(args: argparse.Namespace, runs: list[dict], verdict: dict, seconds: float) -> list[str]:
+def notes(args: argparse.Namespace, runs: list[dict], verdict: dict, ratio: float | None, seconds: float) -> list[str]:
     pairs = runs[0]["metrics"]["depth_order"]["pairs"]  # a property of the val split, the same for every run
     lines = [
         f"Synthetic val split of {args.dataset}; every method trained {args.iters} iterations from scratch once per "
@@ -294,6 +356,12 @@ def notes(args: argparse.Namespace, runs: list[dict], verdict: dict, seconds: fl
     if codebook_s:
         lines.append(f"VRSP-Net's codebook took {sum(codebook_s) / len(codebook_s):.0f} s per seed to build "
                      "(not in train s/iter).")
+    timing = ("Infer ms/image: each model's median pass over the val split's images (decoded beforehand), all "
+              "measured in this call, the models taking turns; a warm-up pass, then timed passes: "
+              f"{args.timing_rounds}")
+    if ratio is not None:
+        timing += f"; SLN / Mask R-CNN (amodal masks): {ratio:.2f}x"
+    lines.append(timing + ".")
     if verdict:
         answers = "; ".join(f"{title} {' / '.join(answer.values())}" for title, answer in verdict.items())
         lines.append(f"SLN ahead by more than the sum of the two spreads ({' / '.join(VERDICT_COLUMNS)}): {answers}.")
@@ -308,17 +376,22 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     chosen = [m for m in METHODS if m.key in args.methods]
     runs_by_method = {m.key: [run_method(m, seed, args) for seed in args.seeds] for m in chosen}
-    methods = [aggregate_method(m, runs_by_method[m.key]) for m in chosen]
     runs = [run for m in chosen for run in runs_by_method[m.key]]
+    time_inference(runs, args)
+    methods = [aggregate_method(m, runs_by_method[m.key]) for m in chosen]
     verdict = verdicts(methods)
-    lines = notes(args, runs, verdict, time.perf_counter() - started)
+    ratio = inference_ratio(methods)
+    lines = notes(args, runs, verdict, ratio, time.perf_counter() - started)
     text = "\n".join(["# Baseline comparison", "", markdown_table(methods), "", *lines, ""])
     os.makedirs(args.out, exist_ok=True)
     atomic_write_text(text, os.path.join(args.out, "comparison.md"))
-    atomic_write_text(json.dumps({"runs": runs, "methods": methods, "verdicts": verdict}, indent=1),
-                      os.path.join(args.out, "comparison.json"))
+    summary = {"runs": runs, "methods": methods, "verdicts": verdict, "sln_vs_mask_rcnn_inference": ratio}
+    atomic_write_text(json.dumps(summary, indent=1), os.path.join(args.out, "comparison.json"))
     print(text)
     print(f"wrote {os.path.join(args.out, 'comparison.md')}")
+    print(json.dumps({"methods": {m["key"]: {title: m["columns"][title]["mean"] for title in VERDICT_COLUMNS}
+                                  for m in methods},
+                      "verdicts": verdict, "sln_vs_mask_rcnn_inference": ratio}))
 
 
 if __name__ == "__main__":

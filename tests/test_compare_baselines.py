@@ -15,8 +15,9 @@ from testing import SCENE
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import compare_baselines  # noqa: E402
 
-CHEAP = ["--iters", "2", "MODEL.VRSP.SHAPE_PRIOR.TRAIN_ITERS", "10", "MODEL.VRSP.SHAPE_PRIOR.TRAIN_BATCH", "16",
-         "MODEL.VRSP.SHAPE_PRIOR.NUM_CLUSTERS", "16", "DATALOADER.NUM_WORKERS", "0"]
+CHEAP = ["--iters", "2", "--timing-rounds", "1", "MODEL.VRSP.SHAPE_PRIOR.TRAIN_ITERS", "10",
+         "MODEL.VRSP.SHAPE_PRIOR.TRAIN_BATCH", "16", "MODEL.VRSP.SHAPE_PRIOR.NUM_CLUSTERS", "16",
+         "DATALOADER.NUM_WORKERS", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +103,21 @@ def test_two_methods_two_seeds_are_aggregated(dataset, tmp_path):
     assert any(line.startswith("SLN ahead") and f"Mask R-CNN (amodal masks) {' / '.join(verdict.values())}." in line
                for line in notes)
     assert any("half the range" in line for line in notes)
+    ratio = sln["columns"]["infer ms/image"]["mean"] / baseline["columns"]["infer ms/image"]["mean"]
+    assert comparison["sln_vs_mask_rcnn_inference"] == pytest.approx(ratio)
+    assert any(line.startswith("Infer ms/image: each model's median pass") and "timed passes: 1" in line
+               and f"{ratio:.2f}x" in line for line in notes)
 
     # A second call into the same folder reads the finished runs back instead of training again.
     model_file = os.path.join(out, "sln", "seed1", "train", "model_final.pth")
     trained_at = os.stat(model_file).st_mtime_ns
     compare_baselines.main(["--out", out, "--dataset", dataset, "--methods", "sln", "--seeds", "1", *CHEAP])
     again, table, _ = read_outputs(out)
-    assert again["runs"] == [runs[1]] and os.stat(model_file).st_mtime_ns == trained_at
+    assert os.stat(model_file).st_mtime_ns == trained_at
+    # Inference is timed anew in every call, for read-back runs too; everything else is the record.
+    (reread,) = again["runs"]
+    assert reread.pop("infer_ms_per_image") > 0
+    assert reread == {k: v for k, v in runs[1].items() if k != "infer_ms_per_image"}
     assert [row[0] for row in table[1:]] == ["SLN"]
 
 
@@ -136,6 +145,7 @@ def test_vrsp_builds_its_codebook_per_seed(dataset, tmp_path):
     assert row[0] == run["method"] and row[1] == ("n/a" if amodal_ap == -1 else f"{amodal_ap:.3f}")
     assert not any("±" in cell for cell in row)
     assert comparison["verdicts"] == {} and not any(line.startswith("SLN ahead") for line in notes)
+    assert comparison["sln_vs_mask_rcnn_inference"] is None and run["infer_ms_per_image"] > 0
 
 
 def test_undefined_values_are_left_out_of_mean_and_spread():
