@@ -24,7 +24,9 @@ echo "[quickstart] evaluating on the val split"
 
 echo "[quickstart] drawing overlays for a few val images"
 mkdir -p "$run/sample_images"
-find "$data/images/val" -name '*.png' | sort | head -n 8 | xargs -I{} cp {} "$run/sample_images/"
+# An array, not `| head`: under pipefail, head closing the pipe early fails the script (SIGPIPE).
+mapfile -t val_images < <(find "$data/images/val" -name '*.png' | sort)
+cp "${val_images[@]:0:8}" "$run/sample_images/"
 "$python" amodal_test.py --images "$run/sample_images" --model "$run/train/model_final.pth" --out "$run/test"
 
 echo
