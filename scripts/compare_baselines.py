@@ -106,6 +106,7 @@ class Column:
     decimals: int
 
 
+INFERENCE_COLUMN = "infer ms/image"
 # AP by occlusion level is amodal AP.
 COLUMNS = [
     Column("amodal AP", ("metrics", "amodal", "all", "AP"), 3),
@@ -122,9 +123,8 @@ COLUMNS = [
     Column("hidden recall", ("metrics", "hidden_pixels", "recall"), 3),
     Column("matched pairs", ("metrics", "depth_order", "matched_pairs"), 1),
     Column("train s/iter", ("train_s_per_iter",), 2),
-    Column("infer ms/image", ("infer_ms_per_image",), 0),
+    Column(INFERENCE_COLUMN, ("infer_ms_per_image",), 0),
 ]
-INFERENCE_COLUMN = COLUMNS[-1].title
 VERDICT_COLUMNS = ("depth order", "AP heavy")
 
 
@@ -240,6 +240,7 @@ def run_method(method: Method, seed: int, args: argparse.Namespace) -> dict:
 class TimedModel:
     run: dict
     model: torch.nn.Module
+    device: torch.device
     category_ids: list[int]
     batches: list  # the val split's eval batches, decoded once so that image reading is not timed
     num_images: int
@@ -251,7 +252,8 @@ def load_for_timing(run: dict, args: argparse.Namespace) -> TimedModel:
     annotations, image_root = resolve_split_from_config(cfg, args.dataset, cfg.DATASETS.VAL_SPLIT)
     loader = build_eval_loader(build_dataset(cfg, annotations, image_root, train=False),
                                cfg.DATALOADER.IMS_PER_BATCH, num_workers=0)
-    return TimedModel(run, model, category_ids_of(categories), list(loader), len(annotations.records))
+    return TimedModel(run, model, next(model.parameters()).device, category_ids_of(categories), list(loader),
+                      len(annotations.records))
 
 
 def time_inference(runs: list[dict], args: argparse.Namespace) -> None:
@@ -263,9 +265,8 @@ def time_inference(runs: list[dict], args: argparse.Namespace) -> None:
     seconds = [[] for _ in timed]
     for round_index in tqdm(range(args.timing_rounds + 1), desc="inference timing", unit="round"):
         for entry, passes in zip(timed, seconds):
-            device = next(entry.model.parameters()).device
             started = time.perf_counter()
-            run_inference(entry.model, entry.batches, device, entry.category_ids, progress=False)
+            run_inference(entry.model, entry.batches, entry.device, entry.category_ids, progress=False)
             if round_index > 0:  # round 0 warms up
                 passes.append(time.perf_counter() - started)
     for entry, passes in zip(timed, seconds):
