@@ -59,12 +59,24 @@ def _axis_windows(
 @dataclass
 class _PastedChunk:
     """Some boxes' maps of S resized onto the image pixels inside their boxes, padded to one window
-    size (h, w); the padding holds S = 0."""
+    size (h, w); the padding holds S = 0. Box ``indices[i]``'s window starts at image pixel
+    (``tops[i]``, ``lefts[i]``) and its first ``heights[i]`` x ``widths[i]`` pixels lie inside it."""
 
     indices: torch.Tensor  # (Rc,) int64 the boxes' indices
-    inside: torch.Tensor  # (Rc, h, w) bool the window pixels that lie inside the box
-    pixels: torch.Tensor  # (Rc, h, w) int64 each pixel's index in the flattened (R, H, W) output
     resized: torch.Tensor  # (Rc, h, w) the map resized (bilinear), 0 on the padding
+    tops: list[int]
+    lefts: list[int]
+    heights: list[int]
+    widths: list[int]
+
+    def write_into(self, output: torch.Tensor, windows: torch.Tensor) -> None:
+        """Copy each box's part of ``windows`` (Rc, h, w) into its image of ``output`` (R, H, W).
+
+        One rectangular slice per box: cheaper than a scatter of every pixel's flat index."""
+        for window, box, top, left, height, width in zip(
+            windows, self.indices.tolist(), self.tops, self.lefts, self.heights, self.widths
+        ):
+            output[box, top : top + height, left : left + width] = window[:height, :width]
 
 
 def _pasted_chunks(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> Iterator[_PastedChunk]:
@@ -78,8 +90,9 @@ def _pasted_chunks(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, wid
     edges = boxes.detach().double()
     row_windows = _axis_windows(edges[:, 1], edges[:, 3], height, grid_height)
     column_windows = _axis_windows(edges[:, 0], edges[:, 2], width, grid_width)
-    begin = 0
+    row_firsts, column_firsts = row_windows.first.tolist(), column_windows.first.tolist()
     row_counts, column_counts = row_windows.count.tolist(), column_windows.count.tolist()
+    begin = 0
     while begin < num_maps:
         end, rows, columns = begin + 1, row_counts[begin], column_counts[begin]
         while end < num_maps:
@@ -87,14 +100,17 @@ def _pasted_chunks(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, wid
             if (end + 1 - begin) * wider_rows * wider_columns > PASTE_CHUNK_PIXELS:
                 break
             end, rows, columns = end + 1, wider_rows, wider_columns
-        yield _paste_chunk(sem_dist, torch.arange(begin, end, device=sem_dist.device), row_windows, column_windows,
-                           rows, columns, height, width)
+        indices = torch.arange(begin, end, device=sem_dist.device)
+        resized = _resized_windows(sem_dist, indices, row_windows, column_windows, rows, columns)
+        yield _PastedChunk(indices, resized, row_firsts[begin:end], column_firsts[begin:end],
+                           row_counts[begin:end], column_counts[begin:end])
         begin = end
 
 
-def _paste_chunk(sem_dist: torch.Tensor, indices: torch.Tensor, row_windows: _AxisWindows,
-                 column_windows: _AxisWindows, rows: int, columns: int, height: int, width: int) -> _PastedChunk:
-    """The boxes ``indices`` of ``_pasted_chunks``, their windows cut to ``rows`` x ``columns``."""
+def _resized_windows(sem_dist: torch.Tensor, indices: torch.Tensor, row_windows: _AxisWindows,
+                     column_windows: _AxisWindows, rows: int, columns: int) -> torch.Tensor:
+    """(Rc, rows, columns): the maps of the boxes ``indices`` resized onto their windows, cut to
+    ``rows`` x ``columns``, 0 on each window's padding."""
     grids = sem_dist[indices]  # (Rc, Mh, Mw)
     row_lower, row_upper = row_windows.lower[indices, :rows], row_windows.upper[indices, :rows]
     row_weight = row_windows.upper_weight[indices, :rows].to(grids.dtype)
@@ -108,14 +124,9 @@ def _paste_chunk(sem_dist: torch.Tensor, indices: torch.Tensor, row_windows: _Ax
         resized_rows.gather(2, column_upper[:, None, :].expand(spread)),
         column_weight[:, None, :],
     )  # (Rc, h, w)
-    steps_down = torch.arange(rows, device=grids.device)
-    steps_across = torch.arange(columns, device=grids.device)
-    inside = ((steps_down < row_windows.count[indices, None])[:, :, None]
-              & (steps_across < column_windows.count[indices, None])[:, None, :])
-    image_rows = row_windows.first[indices, None] + steps_down  # (Rc, h)
-    image_columns = column_windows.first[indices, None] + steps_across  # (Rc, w)
-    pixels = (indices[:, None, None] * height + image_rows[:, :, None]) * width + image_columns[:, None, :]
-    return _PastedChunk(indices, inside, pixels, resized.masked_fill(~inside, 0))
+    inside = ((torch.arange(rows, device=grids.device) < row_windows.count[indices, None])[:, :, None]
+              & (torch.arange(columns, device=grids.device) < column_windows.count[indices, None])[:, None, :])
+    return resized.masked_fill(~inside, 0)
 
 
 def paste_sem_dist(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -125,7 +136,7 @@ def paste_sem_dist(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, wid
     """
     pasted = sem_dist.new_zeros((len(sem_dist), height, width))
     for chunk in _pasted_chunks(sem_dist, boxes, height, width):
-        pasted.view(-1)[chunk.pixels[chunk.inside]] = chunk.resized[chunk.inside]
+        chunk.write_into(pasted, chunk.resized)
     return pasted
 
 
@@ -180,21 +191,20 @@ def decode_detections(
     """
     num_detections = len(sem_dist)
     device = sem_dist.device
-    amodal = torch.zeros((num_detections, height, width), dtype=torch.bool, device=device)
-    visible = torch.zeros_like(amodal)
-    layers = torch.full(amodal.shape, NO_LAYER, dtype=torch.int8, device=device)
+    # The layers say everything: amodal where a layer is set, visible on layer 0 (``decode_sem_dist``),
+    # so one image-size map is written per box and the masks are read off it.
+    layers = torch.full((num_detections, height, width), NO_LAYER, dtype=torch.int8, device=device)
     occlude_rate = torch.zeros(num_detections, device=device)
     for chunk in _pasted_chunks(sem_dist, boxes, height, width):
         # The padding holds S = 0: outside every mask, so the occlusion rates count the box alone.
         decoded = decode_sem_dist(chunk.resized, num_layers, amodal_thresh=amodal_thresh, visible_margin=visible_margin)
-        pixels = chunk.pixels[chunk.inside]
-        for field, output in (("amodal", amodal), ("visible", visible), ("layers", layers)):
-            output.view(-1)[pixels] = decoded[field][chunk.inside]
+        chunk.write_into(layers, decoded["layers"])
         occlude_rate[chunk.indices] = decoded["occlude_rate"]
+    amodal = layers != NO_LAYER
     in_front = pairwise_order_from_layers(amodal, layers)
     return {
         "amodal": amodal,
-        "visible": visible,
+        "visible": layers == 0,
         "occlude_rate": occlude_rate,
         "depth_rank": depth_ranks_from_order(in_front, scores),
         "in_front": in_front,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...layering import depth_ranks_from_order, occlusion_rate, order_from_visible_overlap
+from ..layers import channels_last
 from ..roi_align import ADAPTIVE_SAMPLING, roi_align
 from .base import RoIBatch
 
@@ -97,6 +98,7 @@ class MaskFCN(nn.Module):
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits (R, K, 2P, 2P) and the features of the last convolution (R, D, P, P) and of the
         deconvolution (R, D', 2P, 2P), which VRSP-Net's feature-matching loss compares."""
+        x = channels_last(x)
         for conv in self.convs:
             x = F.relu(conv(x), inplace=True)
         upsampled = F.relu(self.deconv(x), inplace=True)

@@ -32,7 +32,7 @@ from ...layering import (
     roi_layering_targets,
     roi_cover_levels,
 )
-from ..layers import conv_stack, init_predictor, init_trunk
+from ..layers import channels_last, conv_stack, conv_stack_over_parts, init_predictor, init_trunk
 from ..poolers import MultiScaleRoIAlign, boxes_to_rois, roi_pooler_from_config
 from ..roi_align import roi_align
 from .base import INPUT_IMAGE, MaskBranch, RoIBatch, register_mask_branch
@@ -211,23 +211,26 @@ class SLNHead(MaskBranch):
     def predict(self, features: dict[str, Tensor], boxes: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Global logits (B, K+1, h, w), instance layering logits (R, K+1, M, M), S (R, C', M, M)."""
         global_logits = self.global_layering(features)
-        pooled = self.pooler(features, boxes)  # (R, C, P, P)
+        pooled = channels_last(self.pooler(features, boxes))  # (R, C, P, P)
         # float32 whatever autocast does: box corners in half precision would be rounded by pixels
         rois = boxes_to_rois(boxes).float()
         layering_crops = self.crop(global_logits.float().softmax(dim=1), rois, pooled.shape[-2:],
                                    1.0 / self.global_stride)  # (R, K+1, P, P)
-        inputs = [pooled, layering_crops.to(pooled.dtype)]
+        # The trunks read concatenations of features, computed part by part (``conv_over_parts``):
+        # the single-layer context is one value per RoI and channel, so it is never broadcast.
+        parts = [pooled, layering_crops.to(pooled.dtype)]
         if self.roi_context == SINGLE_LAYER_CONTEXT:
-            inputs.append(weighted_cell_mean(pooled, layering_crops[:, 1:2].to(pooled.dtype)).expand_as(pooled))
-        x = self.instance_trunk(torch.cat(inputs, dim=1))
+            parts.append(weighted_cell_mean(pooled, layering_crops[:, 1:2].to(pooled.dtype)))  # (R, C, 1, 1)
+        x = conv_stack_over_parts(self.instance_trunk, parts)
         x = F.relu(self.deconv(x), inplace=True)  # (R, D, M, M)
         instance_logits = self.instance_classifier(x)
         layer_probabilities = instance_logits.softmax(dim=1)  # (R, K+1, M, M)
-        inputs = [x, layer_probabilities]
+        cell_inputs = [layer_probabilities]
         if self.image_cells:
             image_crops = self.crop(features[INPUT_IMAGE].float(), rois, x.shape[-2:], 1.0)  # (R, 3, M, M)
-            inputs.append(image_cells(image_crops, layer_probabilities[:, 1:2].float()).to(x.dtype))
-        sem_dist = self.sem_dist_predictor(self.sem_dist_trunk(torch.cat(inputs, dim=1)))
+            cell_inputs.append(image_cells(image_crops, layer_probabilities[:, 1:2].float()).to(x.dtype))
+        cells = torch.cat(cell_inputs, dim=1)  # (R, K+1 (+ 7), M, M)
+        sem_dist = self.sem_dist_predictor(conv_stack_over_parts(self.sem_dist_trunk, [x, cells]))
         return global_logits, instance_logits, sem_dist
 
     def crop(self, maps: Tensor, rois: Tensor, size: tuple[int, int], spatial_scale: float) -> Tensor:
