@@ -229,7 +229,8 @@ class SLNHead(MaskBranch):
         if self.image_cells:
             image_crops = self.crop(features[INPUT_IMAGE].float(), rois, x.shape[-2:], 1.0)  # (R, 3, M, M)
             cell_inputs.append(image_cells(image_crops, layer_probabilities[:, 1:2].float()).to(x.dtype))
-        cells = torch.cat(cell_inputs, dim=1)  # (R, K+1 (+ 7), M, M)
+        # channels-last like x: the part-wise convolution then adds outputs of one memory order
+        cells = channels_last(torch.cat(cell_inputs, dim=1))  # (R, K+1 (+ 7), M, M)
         sem_dist = self.sem_dist_predictor(conv_stack_over_parts(self.sem_dist_trunk, [x, cells]))
         return global_logits, instance_logits, sem_dist
 
