@@ -17,6 +17,11 @@ from sln_amodal.evaluation.detections import detections_from_results
 # The layering recipe of the quickstart (overlap-weighted losses, dilated trunks, the single-layer
 # RoI context, integer sem-dist levels) at tiny scale.
 ITERATIONS = 450
+# The learning rate drops tenfold for the last fifth. At a constant rate the end point depended on
+# rounding: SOLVER.SEED 0 to 3 gave visible AP50 0.11, 0.94, 1.0 and 1.0 (the first calling 3273
+# cells hidden for 691), and storing one tensor channels-last was enough to move a seed from pass to
+# fail. With the drop the same four seeds give 0.91 to 1.0 (issue 12 note of 2026-12-07).
+DECAY_AT = ITERATIONS * 4 // 5
 TINY_SLN = [
     "MODEL.ROI_MASK_HEAD.NAME", "SLNHead",
     "MODEL.BACKBONE.DEPTH", "18", "MODEL.BACKBONE.NORM", "GN", "MODEL.BACKBONE.TRAINABLE_LAYERS", "5",
@@ -35,7 +40,7 @@ TINY_SLN = [
     "INPUT.MAX_SIZE_TEST", "64", "INPUT.HFLIP_PROB", "0.0",
     "DATALOADER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0",
     "SOLVER.BASE_LR", "0.02", "SOLVER.REFERENCE_BATCH_SIZE", "0", "SOLVER.MAX_ITER", str(ITERATIONS),
-    "SOLVER.STEPS", f"[{ITERATIONS}]", "SOLVER.WARMUP_ITERS", "20", "SOLVER.CLIP_GRAD_NORM", "10.0",
+    "SOLVER.STEPS", f"[{DECAY_AT}]", "SOLVER.WARMUP_ITERS", "20", "SOLVER.CLIP_GRAD_NORM", "10.0",
     "SOLVER.CHECKPOINT_PERIOD", str(ITERATIONS), "SOLVER.VIS_PERIOD", "0", "SOLVER.LOG_PERIOD", "10",
 ]
 
