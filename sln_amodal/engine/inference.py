@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..modeling.mask_branches import OUTPUT_FIELDS
 from ..structures.masks import encode_mask, encode_masks, resize_mask
+from .host_memory import keep_freed_host_memory
 
 
 def check_output_fields(output: dict, where: str) -> None:
@@ -85,6 +86,7 @@ def run_inference(
     detections twice. The ids of unreadable images are not among those returned, so their ground
     truth can be left out of scoring instead of counting as missed.
     """
+    keep_freed_host_memory()
     was_training = model.training
     model.eval()
     results, seen = [], set()

@@ -11,10 +11,14 @@ from torch import nn
 
 from ..config.config import CfgNode
 
-# SOLVER.OPTIMIZER -> (class, the param-group values the config sets besides the learning rate)
+# SOLVER.OPTIMIZER -> (class, its implementation options, the param-group values the config sets
+# besides the learning rate). AdamW updates all tensors per kernel (foreach), which torch picks on
+# CUDA only: on the CPU the quickstart's step takes 22 ms this way against 37 ms tensor by tensor,
+# with bit for bit the same updates. SGD's foreach step is slower on the CPU (13 ms against 10).
 _OPTIMIZERS = {
-    "SGD": (torch.optim.SGD, lambda solver: {"momentum": solver.MOMENTUM, "weight_decay": solver.WEIGHT_DECAY}),
-    "AdamW": (torch.optim.AdamW,
+    "SGD": (torch.optim.SGD, {},
+            lambda solver: {"momentum": solver.MOMENTUM, "weight_decay": solver.WEIGHT_DECAY}),
+    "AdamW": (torch.optim.AdamW, {"foreach": True},
               lambda solver: {"betas": tuple(solver.ADAM_BETAS), "weight_decay": solver.WEIGHT_DECAY}),
 }
 OPTIMIZERS = tuple(_OPTIMIZERS)
@@ -23,11 +27,11 @@ OPTIMIZERS = tuple(_OPTIMIZERS)
 def build_optimizer(model: nn.Module, solver: CfgNode, learning_rate: float) -> torch.optim.Optimizer:
     """SOLVER.OPTIMIZER over the trainable parameters (``learning_rate``: see ``trainer.scaled_learning_rate``)."""
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer_class, _ = _OPTIMIZERS[solver.OPTIMIZER]
-    return optimizer_class(parameters, lr=learning_rate, **optimizer_hyperparameters(solver))
+    optimizer_class, options, _ = _OPTIMIZERS[solver.OPTIMIZER]
+    return optimizer_class(parameters, lr=learning_rate, **options, **optimizer_hyperparameters(solver))
 
 
 def optimizer_hyperparameters(solver: CfgNode) -> dict:
     """The param-group values of SOLVER.OPTIMIZER that the config sets, besides the learning rate."""
-    _, hyperparameters = _OPTIMIZERS[solver.OPTIMIZER]
+    _, _, hyperparameters = _OPTIMIZERS[solver.OPTIMIZER]
     return hyperparameters(solver)

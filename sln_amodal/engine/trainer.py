@@ -50,6 +50,7 @@ from .checkpoint import (
     seed_all_rng,
 )
 from .events import TrainingEvents
+from .host_memory import keep_freed_host_memory
 from .optimizer import build_optimizer, optimizer_hyperparameters
 from .schedule import WarmupStepSchedule
 from .visualize import draw_overlay, overlay_style
@@ -94,6 +95,7 @@ def train(cfg: CfgNode, dataset: str, weights: str, logs_dir: str, checkpoints_d
     elif distributed.is_main_process():
         prepare_output_folder(logs_dir, "--logs")
     with distributed.process_group(cfg.MODEL.DEVICE) as device:
+        keep_freed_host_memory()
         file_log = _log_to_file(os.path.join(logs_dir, LOG_FILE)) if distributed.is_main_process() else None
         try:
             return Trainer(cfg, dataset, weights, logs_dir, checkpoints_dir, device, trust).run()

@@ -62,7 +62,7 @@ class _PastedChunk:
     size (h, w); the padding holds S = 0. Box ``indices[i]``'s window starts at image pixel
     (``tops[i]``, ``lefts[i]``) and its first ``heights[i]`` x ``widths[i]`` pixels lie inside it."""
 
-    indices: torch.Tensor  # (Rc,) int64 the boxes' indices
+    indices: slice  # the boxes' indices, consecutive
     resized: torch.Tensor  # (Rc, h, w) the map resized (bilinear), 0 on the padding
     tops: list[int]
     lefts: list[int]
@@ -74,7 +74,7 @@ class _PastedChunk:
 
         One rectangular slice per box: cheaper than a scatter of every pixel's flat index."""
         for window, box, top, left, height, width in zip(
-            windows, self.indices.tolist(), self.tops, self.lefts, self.heights, self.widths
+            windows, range(self.indices.start, self.indices.stop), self.tops, self.lefts, self.heights, self.widths
         ):
             output[box, top : top + height, left : left + width] = window[:height, :width]
 
@@ -100,14 +100,14 @@ def _pasted_chunks(sem_dist: torch.Tensor, boxes: torch.Tensor, height: int, wid
             if (end + 1 - begin) * wider_rows * wider_columns > PASTE_CHUNK_PIXELS:
                 break
             end, rows, columns = end + 1, wider_rows, wider_columns
-        indices = torch.arange(begin, end, device=sem_dist.device)
+        indices = slice(begin, end)
         resized = _resized_windows(sem_dist, indices, row_windows, column_windows, rows, columns)
         yield _PastedChunk(indices, resized, row_firsts[begin:end], column_firsts[begin:end],
                            row_counts[begin:end], column_counts[begin:end])
         begin = end
 
 
-def _resized_windows(sem_dist: torch.Tensor, indices: torch.Tensor, row_windows: _AxisWindows,
+def _resized_windows(sem_dist: torch.Tensor, indices: slice, row_windows: _AxisWindows,
                      column_windows: _AxisWindows, rows: int, columns: int) -> torch.Tensor:
     """(Rc, rows, columns): the maps of the boxes ``indices`` resized onto their windows, cut to
     ``rows`` x ``columns``, 0 on each window's padding."""
@@ -116,8 +116,12 @@ def _resized_windows(sem_dist: torch.Tensor, indices: torch.Tensor, row_windows:
     row_weight = row_windows.upper_weight[indices, :rows].to(grids.dtype)
     column_lower, column_upper = column_windows.lower[indices, :columns], column_windows.upper[indices, :columns]
     column_weight = column_windows.upper_weight[indices, :columns].to(grids.dtype)
-    by_box = torch.arange(len(indices), device=grids.device)[:, None]
-    resized_rows = torch.lerp(grids[by_box, row_lower], grids[by_box, row_upper], row_weight[..., None])  # (Rc, h, Mw)
+    rows_of = (-1, -1, grids.shape[-1])
+    resized_rows = torch.lerp(  # (Rc, h, Mw)
+        grids.gather(1, row_lower[..., None].expand(rows_of)),
+        grids.gather(1, row_upper[..., None].expand(rows_of)),
+        row_weight[..., None],
+    )
     spread = (-1, rows, -1)
     resized = torch.lerp(
         resized_rows.gather(2, column_lower[:, None, :].expand(spread)),

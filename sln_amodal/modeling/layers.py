@@ -30,9 +30,9 @@ def channels_last(roi_features: Tensor) -> Tensor:
 
 
 def constant_map_conv(conv: nn.Conv2d, weight: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
-    """(R, O, H, W): ``conv``'s convolution, with ``weight`` (O, C, kh, kw) (a slice of its input
-    channels) and no bias, of R maps of size ``size`` that are constant over the cells, each
-    given by its (R, C) ``values``.
+    """(R, O, H, W), stored channels-last: ``conv``'s convolution, with ``weight`` (O, C, kh, kw)
+    (a slice of its input channels) and no bias, of R maps of size ``size`` that are constant over
+    the cells, each given by its (R, C) ``values``.
 
     At a cell the result is the sum of the kernel taps that land inside the map (the others read
     the zero padding), each tap's weight applied to the values: R x O x taps products instead of a
@@ -40,8 +40,9 @@ def constant_map_conv(conv: nn.Conv2d, weight: Tensor, values: Tensor, size: tup
     """
     inside = F.unfold(values.new_ones((1, 1, *size)), conv.kernel_size, dilation=conv.dilation,
                       padding=conv.padding, stride=conv.stride)[0]  # (kh * kw, H * W): 1 where the tap lands inside
-    per_tap = torch.einsum("ock,rc->rok", weight.flatten(2), values)  # (R, O, kh * kw)
-    return (per_tap @ inside).view(len(values), weight.shape[0], *size)
+    per_tap = torch.einsum("ock,rc->rko", weight.flatten(2), values)  # (R, kh * kw, O)
+    # cells by channels: channels-last, like the full maps' convolutions the result is added to
+    return (inside.T @ per_tap).view(len(values), *size, weight.shape[0]).permute(0, 3, 1, 2)
 
 
 def conv_over_parts(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
@@ -51,6 +52,8 @@ def conv_over_parts(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
     A part of shape (R, C, 1, 1) stands for a map constant over the cells of the others (the
     broadcast that ``expand`` would give), convolved by ``constant_map_conv``. ``conv`` must keep
     the size (stride 1, padding = dilation x (kernel_size // 2)); the first part must be a full map.
+    Full-map parts are best all channels-last (``channels_last``): adding outputs of mixed memory
+    orders is a strided copy that costs about as much as a small convolution.
     """
     first, *others = parts
     size = tuple(first.shape[-2:])

@@ -10,33 +10,21 @@ is ``torchvision.ops.roi_align`` itself.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align as torchvision_roi_align
 
+from .cpu_threads import map_in_threads
+
 # sampling_ratio <= 0: as many sampling points per bin side as the bin is pixels long (rounded up).
 ADAPTIVE_SAMPLING = -1
-
-_pools: dict[int, ThreadPoolExecutor] = {}  # by number of workers
-
-
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roi_align")
-    return _pools[workers]
-
-
-# A forked process inherits the pools but not their threads.
-os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _run_chunks(kernel, *chunked: Sequence[Tensor]) -> list[Tensor]:
     """``kernel(a[i], b[i], ...)`` for the i-th chunk of each argument, all chunks at once, in order."""
-    return list(_thread_pool(len(chunked[0])).map(kernel, *chunked))
+    return map_in_threads(kernel, *chunked, workers=len(chunked[0]))
 
 
 class _ChunkedRoIAlign(torch.autograd.Function):

@@ -218,7 +218,7 @@ class SLNHead(MaskBranch):
                                    1.0 / self.global_stride)  # (R, K+1, P, P)
         # The trunks read concatenations of features, computed part by part (``conv_over_parts``):
         # the single-layer context is one value per RoI and channel, so it is never broadcast.
-        parts = [pooled, layering_crops.to(pooled.dtype)]
+        parts = [pooled, channels_last(layering_crops.to(pooled.dtype))]
         if self.roi_context == SINGLE_LAYER_CONTEXT:
             parts.append(weighted_cell_mean(pooled, layering_crops[:, 1:2].to(pooled.dtype)))  # (R, C, 1, 1)
         x = conv_stack_over_parts(self.instance_trunk, parts)
