@@ -28,6 +28,18 @@ def test_conv_over_parts_equals_the_convolution_of_the_concatenation(dilation, s
     torch.testing.assert_close(conv_over_parts(conv, parts), expected, rtol=1e-10, atol=1e-10)
 
 
+def test_channels_last_parts_give_a_channels_last_sum_of_the_same_values():
+    # Mixed memory orders would make each part's addition a strided copy (SLN head inference time).
+    g = torch.Generator().manual_seed(5)
+    size, channels, constant = (14, 14), (8, 4, 8), (False, False, True)
+    conv = nn.Conv2d(sum(channels), 6, 3, padding=2, dilation=2)
+    parts = [p.float().contiguous(memory_format=torch.channels_last)
+             for p in random_parts(g, 3, size, channels, constant)]
+    out = conv_over_parts(conv, parts)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, conv(concatenated(parts, size)), rtol=1e-5, atol=1e-5)
+
+
 def test_a_constant_map_reads_the_zero_padding_at_the_borders():
     conv = nn.Conv2d(2, 1, 3, padding=2, dilation=2, bias=False).double()
     nn.init.ones_(conv.weight)

@@ -25,7 +25,9 @@ def models():
     return same_weights_pair(small_config())
 
 
-def test_eval_detections_match_torchvision(models):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_eval_detections_match_torchvision(models, threads):
+    torch.set_num_threads(threads)  # 2: each image's RPN NMS on its own thread (the fixture restores the count)
     reference, ours = models
     reference.eval()
     ours.eval()

@@ -37,7 +37,9 @@ def parallel_workers(device: torch.device, num_tasks: int) -> int:
 
 
 def map_in_threads(function: Callable[..., Result], *arguments: Iterable, workers: int) -> list[Result]:
-    """``[function(a, b, ...) for a, b, ... in zip(*arguments)]`` on ``workers`` threads, in order."""
+    """``[function(a, b, ...) for a, b, ... in zip(*arguments)]`` on ``workers`` threads, in order.
+
+    ``function`` must not call this itself: the pools are shared, and waiting workers would block."""
     if workers <= 1:
         return list(map(function, *arguments))
     return list(_thread_pool(workers).map(function, *arguments))

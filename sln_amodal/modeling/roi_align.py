@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import roi_align as torchvision_roi_align
 
-from .cpu_threads import map_in_threads
+from .cpu_threads import map_in_threads, parallel_workers
 
 # sampling_ratio <= 0: as many sampling points per bin side as the bin is pixels long (rounded up).
 ADAPTIVE_SAMPLING = -1
@@ -69,8 +69,8 @@ def roi_align(
 ) -> Tensor:
     """``torchvision.ops.roi_align`` on (N, C, H, W) features and (R, 5) rois (image index, xyxy)
     -> (R, C, Ph, Pw), with the RoIs spread over torch's CPU threads."""
-    num_chunks = min(torch.get_num_threads(), len(rois))
-    if features.device.type != "cpu" or num_chunks < 2 or torch.is_autocast_enabled("cpu"):
+    num_chunks = parallel_workers(features.device, len(rois))
+    if num_chunks < 2 or torch.is_autocast_enabled("cpu"):
         return torchvision_roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return _ChunkedRoIAlign.apply(
         features, rois, tuple(output_size), spatial_scale, sampling_ratio, aligned, num_chunks
