@@ -1,6 +1,5 @@
-"""How the CPU runs the work, not what it computes: the optimizer's per-kernel update, the host
-allocator's reuse of freed memory, and independent kernels spread over threads. Each must leave
-the values exactly as they were."""
+"""How the CPU runs the work, not what it computes: the optimizer's per-kernel update and the host
+allocator's reuse of freed memory. Both must leave the values exactly as they were."""
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,6 @@ from torch import nn
 
 from sln_amodal.config import load_config
 from sln_amodal.engine.optimizer import build_optimizer
-from sln_amodal.modeling.cpu_threads import map_in_threads, parallel_workers
 
 
 @pytest.mark.parametrize("optimizer", ["AdamW", "SGD"])
@@ -57,18 +55,3 @@ def test_freed_host_memory_is_reused_instead_of_faulted_in_again():
     assert outputs["default"][1] == outputs["keep"][1] == "True"
     assert default_faults > 50 * 5000  # each step faults its 10240 pages in again
     assert keep_faults < default_faults / 10
-
-
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_map_in_threads_returns_each_call_in_order(workers):
-    tensors = [torch.full((1000,), float(i)) for i in range(7)]
-    expected = [(t * t).sum() + offset for t, offset in zip(tensors, range(7))]
-    assert map_in_threads(lambda t, offset: (t * t).sum() + offset, tensors, range(7), workers=workers) == expected
-
-
-def test_parallel_workers_follow_the_cpu_threads_and_tasks():
-    torch.set_num_threads(2)  # the fixture restores the count
-    assert parallel_workers(torch.device("cpu"), 4) == 2
-    assert parallel_workers(torch.device("cpu"), 1) == 1
-    assert parallel_workers(torch.device("cpu"), 0) == 1
-    assert parallel_workers(torch.device("meta"), 4) == 1

@@ -27,7 +27,7 @@ def models():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_eval_detections_match_torchvision(models, threads):
-    torch.set_num_threads(threads)  # 2: each image's RPN NMS on its own thread (the fixture restores the count)
+    torch.set_num_threads(threads)  # 2: RoIAlign spreads its RoIs over the threads (the fixture restores the count)
     reference, ours = models
     reference.eval()
     ours.eval()

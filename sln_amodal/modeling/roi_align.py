@@ -10,21 +10,33 @@ is ``torchvision.ops.roi_align`` itself.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align as torchvision_roi_align
 
-from .cpu_threads import map_in_threads, parallel_workers
-
 # sampling_ratio <= 0: as many sampling points per bin side as the bin is pixels long (rounded up).
 ADAPTIVE_SAMPLING = -1
+
+_pools: dict[int, ThreadPoolExecutor] = {}  # by number of workers
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="roi_align")
+    return _pools[workers]
+
+
+# A forked process inherits the pools but not their threads.
+os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _run_chunks(kernel, *chunked: Sequence[Tensor]) -> list[Tensor]:
     """``kernel(a[i], b[i], ...)`` for the i-th chunk of each argument, all chunks at once, in order."""
-    return map_in_threads(kernel, *chunked, workers=len(chunked[0]))
+    return list(_thread_pool(len(chunked[0])).map(kernel, *chunked))
 
 
 class _ChunkedRoIAlign(torch.autograd.Function):
@@ -69,8 +81,8 @@ def roi_align(
 ) -> Tensor:
     """``torchvision.ops.roi_align`` on (N, C, H, W) features and (R, 5) rois (image index, xyxy)
     -> (R, C, Ph, Pw), with the RoIs spread over torch's CPU threads."""
-    num_chunks = parallel_workers(features.device, len(rois))
-    if num_chunks < 2 or torch.is_autocast_enabled("cpu"):
+    num_chunks = min(torch.get_num_threads(), len(rois))
+    if features.device.type != "cpu" or num_chunks < 2 or torch.is_autocast_enabled("cpu"):
         return torchvision_roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
     return _ChunkedRoIAlign.apply(
         features, rois, tuple(output_size), spatial_scale, sampling_ratio, aligned, num_chunks

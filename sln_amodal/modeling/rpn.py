@@ -14,7 +14,6 @@ from torchvision.ops import boxes as box_ops
 
 from .anchors import AnchorGenerator
 from .box_coder import BoxCoder
-from .cpu_threads import map_in_threads, parallel_workers
 from .matcher import Matcher
 from .sampler import BalancedPositiveNegativeSampler
 
@@ -144,20 +143,15 @@ class RegionProposalNetwork(nn.Module):
         scores = torch.sigmoid(objectness[image_index, top_indices])
         boxes = proposals[image_index, top_indices]
 
-        post_nms_topk = self.post_nms_topk[self.training]
-
-        def kept_in_image(boxes_i: Tensor, scores_i: Tensor, image_size: tuple[int, int]) -> Tensor:
+        kept = []
+        for boxes_i, scores_i, image_size in zip(boxes, scores, image_sizes):
             boxes_i = box_ops.clip_boxes_to_image(boxes_i, image_size)
             keep = box_ops.remove_small_boxes(boxes_i, self.min_size)
             keep = keep[scores_i[keep] >= self.score_thresh]
             boxes_i, scores_i, levels_i = boxes_i[keep], scores_i[keep], levels[keep]
             keep = box_ops.batched_nms(boxes_i, scores_i, levels_i, self.nms_thresh)
-            return boxes_i[keep[:post_nms_topk]]
-
-        # The NMS of each image on its own CPU thread: it is a single-threaded kernel, a third of
-        # the RPN's time in a quickstart training step.
-        return map_in_threads(kept_in_image, boxes, scores, image_sizes,
-                              workers=parallel_workers(device, len(image_sizes)))
+            kept.append(boxes_i[keep[: self.post_nms_topk[self.training]]])
+        return kept
 
     def losses(
         self, anchors: Tensor, objectness: Tensor, anchor_deltas: Tensor, targets: list[dict]
