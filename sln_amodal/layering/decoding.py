@@ -59,7 +59,7 @@ def _axis_windows(
 @dataclass
 class _PastedChunk:
     """Some boxes' maps of S resized onto the image pixels inside their boxes, padded to one window
-    size (h, w); the padding holds S = 0. Box ``indices[i]``'s window starts at image pixel
+    size (h, w); the padding holds S = 0. Box ``indices.start + i``'s window starts at image pixel
     (``tops[i]``, ``lefts[i]``) and its first ``heights[i]`` x ``widths[i]`` pixels lie inside it."""
 
     indices: slice  # the boxes' indices, consecutive
