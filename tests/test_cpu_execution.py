@@ -1,5 +1,6 @@
-"""How the CPU runs the work, not what it computes: the optimizer's per-kernel update and the host
-allocator's reuse of freed memory. Both must leave the values exactly as they were."""
+"""How the CPU runs the work, not what it computes: the optimizer's fused update and the host
+allocator's reuse of freed memory. The fused update equals the per-operation one up to float
+rounding; the allocator leaves the values exactly as they were."""
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from sln_amodal.engine.optimizer import build_optimizer
 
 
 @pytest.mark.parametrize("optimizer", ["AdamW", "SGD"])
-def test_the_built_optimizer_updates_exactly_as_the_per_tensor_loop(optimizer):
+def test_the_built_optimizer_updates_as_the_per_operation_loop(optimizer):
     cfg = load_config(None, ["SOLVER.OPTIMIZER", optimizer, "SOLVER.WEIGHT_DECAY", "0.01"])
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8), nn.Conv2d(8, 4, 1))
@@ -27,7 +28,9 @@ def test_the_built_optimizer_updates_exactly_as_the_per_tensor_loop(optimizer):
             theirs.grad = ours.grad.clone()
         built.step()
         loop.step()
-    assert all(torch.equal(ours, theirs) for ours, theirs in zip(model.parameters(), reference))
+    assert built.defaults["fused"]
+    for ours, theirs in zip(model.parameters(), reference):
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
 
 
 def test_freed_host_memory_is_reused_instead_of_faulted_in_again():

@@ -24,7 +24,8 @@ from sln_amodal.modeling.mask_branches.roi_masks import graph_keeping_zero
 from sln_amodal.modeling.matcher import Matcher
 from sln_amodal.modeling.norm import FrozenBatchNorm2d, conv_norm
 from sln_amodal.modeling.poolers import MultiScaleRoIAlign, assign_boxes_to_levels
-from sln_amodal.modeling.roi_align import roi_align
+from sln_amodal.modeling import roi_align as roi_align_module
+from sln_amodal.modeling.roi_align import roi_align, roi_align_gradient
 
 ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
 RATIOS = ((0.5, 1.0, 2.0),)
@@ -69,22 +70,42 @@ def test_level_mapping_and_pooling_match_torchvision():
     torch.testing.assert_close(ours(features, per_image), reference(features, per_image, [(600, 700), (640, 704)]))
 
 
-@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("num_rois", [0, 1, 2, 37])
-def test_roi_align_spread_over_threads_matches_torchvision(threads, num_rois):
+def test_roi_align_matches_torchvision_in_output_and_gradient(threads, num_rois):
     torch.set_num_threads(threads)  # the fixture restores the count
     g = torch.Generator().manual_seed(num_rois)
     features = torch.randn(2, 8, 30, 40, generator=g, requires_grad=True)
-    boxes = random_boxes(g, num_rois, 150, 110, min_size=2.0)
+    # Boxes reaching past every border of the 160 x 120 input (points more than a pixel outside
+    # weigh nothing), and one of zero size (the legacy RoIAlign widens it to one pixel).
+    boxes = random_boxes(g, num_rois, 190, 150, min_size=2.0) - 20.0
+    if num_rois:
+        boxes[0] = torch.tensor([50.0, 40.0, 50.0, 40.0])
     rois = torch.cat([torch.randint(0, 2, (num_rois, 1), generator=g).float(), boxes], dim=1)
-    for sampling_ratio, aligned in [(2, False), (0, True)]:
+    for sampling_ratio, aligned in [(1, True), (2, False), (3, True), (0, True)]:
         expected = torchvision_roi_align(features, rois, (7, 7), 0.25, sampling_ratio, aligned)
         actual = roi_align(features, rois, (7, 7), 0.25, sampling_ratio, aligned)
         assert torch.equal(actual, expected)  # each RoI's output comes from the same kernel
         weights = torch.randn(expected.shape, generator=g)
         (expected_grad,) = torch.autograd.grad((expected * weights).sum(), features)
         (actual_grad,) = torch.autograd.grad((actual * weights).sum(), features)
-        torch.testing.assert_close(actual_grad, expected_grad, atol=1e-5, rtol=1e-5)
+        if sampling_ratio in (1, 2):  # the same terms in the same order, and an exact average
+            assert torch.equal(actual_grad, expected_grad)
+        else:
+            torch.testing.assert_close(actual_grad, expected_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_roi_align_gradient_is_the_same_block_by_block(monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    features = torch.randn(3, 4, 20, 24, generator=g)
+    boxes = random_boxes(g, 29, 90, 70, min_size=1.0)
+    rois = torch.cat([torch.randint(0, 3, (29, 1), generator=g).float(), boxes], dim=1)
+    grad_output = torch.randn(29, 4, 5, 5, generator=g)
+    whole = roi_align_gradient(grad_output, rois, features.shape, 0.25, 2, True)
+    per_roi = 5 * 5 * 4 * 4 * 4  # bins x taps (2 per point side) x channels
+    monkeypatch.setattr(roi_align_module, "_GRADIENT_BLOCK_ELEMENTS", 3 * per_roi)
+    assert torch.equal(roi_align_gradient(grad_output, rois, features.shape, 0.25, 2, True), whole)
+    assert whole.abs().sum() > 0
 
 
 def test_matcher_matches_torchvision_including_low_quality_matches():

@@ -12,13 +12,14 @@ from torch import nn
 from ..config.config import CfgNode
 
 # SOLVER.OPTIMIZER -> (class, its implementation options, the param-group values the config sets
-# besides the learning rate). AdamW updates all tensors per kernel (foreach), which torch picks on
-# CUDA only: on the CPU the quickstart's step takes 22 ms this way against 37 ms tensor by tensor,
-# with bit for bit the same updates. SGD's foreach step is slower on the CPU (13 ms against 10).
+# besides the learning rate). Both update each tensor in one fused kernel (one pass over weight,
+# gradient and state) instead of one kernel per arithmetic operation: in a quickstart training step
+# AdamW took 12 ms this way against 41 ms with one kernel per operation over all tensors (foreach),
+# and SGD 3.9 ms against 10 to 11 ms. The updates equal the per-operation ones up to float rounding.
 _OPTIMIZERS = {
-    "SGD": (torch.optim.SGD, {},
+    "SGD": (torch.optim.SGD, {"fused": True},
             lambda solver: {"momentum": solver.MOMENTUM, "weight_decay": solver.WEIGHT_DECAY}),
-    "AdamW": (torch.optim.AdamW, {"foreach": True},
+    "AdamW": (torch.optim.AdamW, {"fused": True},
               lambda solver: {"betas": tuple(solver.ADAM_BETAS), "weight_decay": solver.WEIGHT_DECAY}),
 }
 OPTIMIZERS = tuple(_OPTIMIZERS)

@@ -1,12 +1,22 @@
-"""RoIAlign that spreads its RoIs over torch's CPU threads.
+"""RoIAlign on the CPU: the forward spread over torch's threads, the gradient as one vectorised
+scatter-add.
 
 torchvision's CPU kernels for RoIAlign and its gradient loop over the RoIs on one thread; in a
-training step of Mask R-CNN they take about a fifth of the time while the other cores wait. Here
-the RoIs are cut into one chunk per torch thread and the same kernels run on the chunks at once
-(they release the GIL). Forward outputs of different RoIs are disjoint, so the result is exactly
-torchvision's; the gradient is the sum of the chunks' gradients, equal to torchvision's up to the
-order of float additions. On other devices, with one thread, or with too few RoIs to split, this
-is ``torchvision.ops.roi_align`` itself.
+training step of Mask R-CNN they took about a fifth of the time while the other cores waited.
+- Forward: the RoIs are cut into one chunk per torch thread and torchvision's kernel runs on the
+  chunks at once (it releases the GIL). Outputs of different RoIs are disjoint, so the result is
+  exactly torchvision's.
+- Gradient: torchvision's kernel recomputes every sampling point's bilinear weights once per
+  channel. Here the weights are computed once per point (they are separable into a row and a
+  column factor) and all channels of all points are added into the feature gradient with one
+  ``index_add_``, 4x to 7x faster (a quickstart box-head step: 2.3 ms against 10.6 ms for the
+  kernel on two threads' chunks, 16.5 ms on one). The terms are torchvision's, added in its order
+  (RoI, bin, point, corner), so the gradient is torchvision's bit for bit where the 1/points^2
+  average is exact (1, 2 or 4 points per bin side) and up to its rounding otherwise.
+
+This covers a fixed number of sampling points per bin. With adaptive sampling (the number of
+points follows each RoI's size), on other devices, under autocast, or without RoIs, this is
+``torchvision.ops.roi_align`` itself.
 """
 from __future__ import annotations
 
@@ -34,16 +44,23 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_pools.clear)
 
 
-def _run_chunks(kernel, *chunked: Sequence[Tensor]) -> list[Tensor]:
-    """``kernel(a[i], b[i], ...)`` for the i-th chunk of each argument, all chunks at once, in order."""
-    return list(_thread_pool(len(chunked[0])).map(kernel, *chunked))
+def _run_chunks(kernel, chunks: Sequence[Tensor]) -> list[Tensor]:
+    """``kernel(chunk)`` for every chunk, all at once, in order."""
+    if len(chunks) == 1:
+        return [kernel(chunks[0])]
+    return list(_thread_pool(len(chunks)).map(kernel, chunks))
 
 
-class _ChunkedRoIAlign(torch.autograd.Function):
+# The gradient adds its sampling points to the features block by block of RoIs, each block's
+# per-point, per-channel terms at most this many elements (64 MiB of float32).
+_GRADIENT_BLOCK_ELEMENTS = 1 << 24
+
+
+class _RoIAlign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features, rois, output_size, spatial_scale, sampling_ratio, aligned, num_chunks):
         ctx.save_for_backward(rois)
-        ctx.arguments = (output_size, spatial_scale, sampling_ratio, aligned, num_chunks, features.shape)
+        ctx.arguments = (output_size, spatial_scale, sampling_ratio, aligned, features.shape)
 
         def pool(chunk: Tensor) -> Tensor:
             return torch.ops.torchvision.roi_align(
@@ -55,20 +72,76 @@ class _ChunkedRoIAlign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (rois,) = ctx.saved_tensors
-        (pooled_h, pooled_w), spatial_scale, sampling_ratio, aligned, num_chunks, features_shape = ctx.arguments
+        output_size, spatial_scale, sampling_ratio, aligned, features_shape = ctx.arguments
+        grad_features = roi_align_gradient(
+            grad_output, rois, features_shape, spatial_scale, sampling_ratio, aligned
+        )
+        return grad_features, None, None, None, None, None, None
 
-        def gradient(chunk: Tensor, grad_chunk: Tensor) -> Tensor:
-            # (N, C, H, W), zero away from this chunk's RoIs
-            return torch.ops.torchvision._roi_align_backward(
-                grad_chunk.contiguous(), chunk, spatial_scale, pooled_h, pooled_w, *features_shape,
-                sampling_ratio, aligned,
-            )
 
-        partial = _run_chunks(gradient, rois.chunk(num_chunks), grad_output.chunk(num_chunks))
-        total = partial[0]
-        for other in partial[1:]:
-            total += other
-        return total, None, None, None, None, None, None
+def _bilinear_taps(start: Tensor, bin_size: Tensor, bins: int, points: int, size: int) -> tuple[Tensor, Tensor]:
+    """Along one axis, the two pixels each sampling point interpolates from and their weights, by
+    torchvision's rules: a point more than one pixel outside the map weighs nothing, one in the
+    last pixel or before the first reads that pixel alone.
+
+    Args: per RoI ``start`` and ``bin_size`` (R,), in feature pixels; ``bins`` per RoI side,
+    ``points`` per bin side, ``size`` pixels of the map along this axis.
+    Returns: (R, bins, points, 2) int64 pixel indices and the same shape of weights.
+    """
+    bin_index = torch.arange(bins, dtype=start.dtype, device=start.device)
+    point_offset = torch.arange(points, dtype=start.dtype, device=start.device) + 0.5
+    # torchvision's float expression and order: start + bin * size_of_bin + (point + .5) * size_of_bin / points
+    coordinate = (start[:, None, None] + bin_index[None, :, None] * bin_size[:, None, None]
+                  + point_offset[None, None, :] * bin_size[:, None, None] / points)
+    inside = (coordinate >= -1.0) & (coordinate <= size)
+    coordinate = coordinate.clamp(min=0.0)
+    low = coordinate.floor().to(torch.int64)
+    at_edge = low >= size - 1
+    low = low.clamp(max=size - 1)
+    coordinate = torch.where(at_edge, low.to(coordinate.dtype), coordinate)
+    high = torch.where(at_edge, low, low + 1)
+    fraction = coordinate - low
+    weights = torch.stack([1.0 - fraction, fraction], dim=-1) * inside[..., None]
+    return torch.stack([low, high], dim=-1), weights
+
+
+def roi_align_gradient(
+    grad_output: Tensor,
+    rois: Tensor,
+    features_shape: Sequence[int],
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """The gradient of RoIAlign with ``sampling_ratio`` > 0 points per bin side with respect to its
+    (N, C, H, W) features, given the (R, C, Ph, Pw) gradient of its output and its (R, 5) rois."""
+    num_images, channels, height, width = features_shape
+    num_rois, _, pooled_h, pooled_w = grad_output.shape
+    offset = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = (rois[:, 1:] * spatial_scale - offset).unbind(dim=1)
+    roi_w, roi_h = x2 - x1, y2 - y1
+    if not aligned:  # torchvision's legacy RoIAlign: RoIs at least one pixel wide
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    rows, row_weights = _bilinear_taps(y1, roi_h / pooled_h, pooled_h, sampling_ratio, height)
+    cols, col_weights = _bilinear_taps(x1, roi_w / pooled_w, pooled_w, sampling_ratio, width)
+    taps = 2 * sampling_ratio  # taps per bin side: two pixels per point
+    # (R, Ph, Pw, taps, taps): the pixel of each tap, flat over (N, H, W), and its weight, which
+    # averages over the bin's points
+    image = rois[:, 0].to(torch.int64)[:, None, None, None, None]
+    pixel = (image * height + rows.reshape(num_rois, pooled_h, 1, taps, 1)) * width \
+        + cols.reshape(num_rois, 1, pooled_w, 1, taps)
+    weight = (row_weights.reshape(num_rois, pooled_h, 1, taps, 1)
+              * col_weights.reshape(num_rois, 1, pooled_w, 1, taps)) / (sampling_ratio * sampling_ratio)
+    grad_per_bin = grad_output.permute(0, 2, 3, 1)  # (R, Ph, Pw, C)
+
+    grad_features = grad_output.new_zeros(num_images * height * width, channels)  # (N*H*W, C)
+    per_roi = pooled_h * pooled_w * taps * taps * channels
+    block = max(1, _GRADIENT_BLOCK_ELEMENTS // per_roi)
+    for first in range(0, num_rois, block):
+        part = slice(first, first + block)
+        terms = grad_per_bin[part, :, :, None, None, :] * weight[part, ..., None]  # (B, Ph, Pw, taps, taps, C)
+        grad_features.index_add_(0, pixel[part].reshape(-1), terms.reshape(-1, channels))
+    return grad_features.view(num_images, height, width, channels).permute(0, 3, 1, 2)
 
 
 def roi_align(
@@ -80,10 +153,12 @@ def roi_align(
     aligned: bool,
 ) -> Tensor:
     """``torchvision.ops.roi_align`` on (N, C, H, W) features and (R, 5) rois (image index, xyxy)
-    -> (R, C, Ph, Pw), with the RoIs spread over torch's CPU threads."""
-    num_chunks = min(torch.get_num_threads(), len(rois))
-    if features.device.type != "cpu" or num_chunks < 2 or torch.is_autocast_enabled("cpu"):
+    -> (R, C, Ph, Pw); on the CPU with the forward spread over torch's threads and the vectorised
+    gradient."""
+    if (features.device.type != "cpu" or sampling_ratio <= 0 or len(rois) == 0
+            or torch.is_autocast_enabled("cpu")):
         return torchvision_roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
-    return _ChunkedRoIAlign.apply(
+    num_chunks = min(torch.get_num_threads(), len(rois))
+    return _RoIAlign.apply(
         features, rois, tuple(output_size), spatial_scale, sampling_ratio, aligned, num_chunks
     )
