@@ -1,5 +1,6 @@
 import logging
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -330,6 +331,48 @@ def test_batches_do_not_depend_on_the_worker_count(synthetic):
             assert torch.equal(image, other)
         for target, other in zip(targets, other_targets):
             assert target["image_id"] == other["image_id"] and torch.equal(target["boxes"], other["boxes"])
+
+
+class _KeyedItems(torch.utils.data.Dataset):
+    """Items equal to their dataset index; reading ``failing`` raises."""
+
+    def __init__(self, size, failing=None):
+        self.size, self.failing = size, failing
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, key):
+        _, index = key
+        if index == self.failing:
+            raise AnnotationError(f"item{index}.png", "pixels", "unreadable")
+        return torch.tensor(index), {"index": index}
+
+
+def test_in_process_loader_reads_ahead_in_order_and_raises_at_the_failing_batch():
+    reference = iter(build_train_loader(_KeyedItems(6), batch_size=2, num_workers=1, seed=4))
+    expected = [[t["index"] for t in next(reference)[1]] for _ in range(6)]
+    loader = build_train_loader(_KeyedItems(6), batch_size=2, num_workers=0, seed=4)
+    stream = iter(loader)
+    assert [[t["index"] for t in next(stream)[1]] for _ in range(6)] == expected
+    assert loader.iteration == 6  # batches handed out, not batches read ahead
+
+    failing = expected[1][0]
+    stream = iter(build_train_loader(_KeyedItems(6, failing=failing), batch_size=2, num_workers=0, seed=4))
+    next(stream)  # the batch before the failing one arrives
+    with pytest.raises(AnnotationError, match=f"item{failing}.png"):
+        next(stream)
+
+
+def test_an_abandoned_stream_stops_its_reader_thread():
+    stream = iter(build_train_loader(_KeyedItems(6), batch_size=2, num_workers=0, seed=4))
+    next(stream)
+    readers = [t for t in threading.enumerate() if t.name == "read_ahead"]
+    assert readers
+    stream.close()
+    for reader in readers:
+        reader.join(timeout=5)
+        assert not reader.is_alive()
 
 
 def test_build_dataset_reads_the_config(synthetic):

@@ -34,7 +34,7 @@ _C.DATASETS.CACHE_DIR = None
 
 # --------------------------------------------------------------------------------- dataloader
 _C.DATALOADER = CfgNode()
-_C.DATALOADER.NUM_WORKERS = 2
+_C.DATALOADER.NUM_WORKERS = 2  # 0: read in the training process (training reads one batch ahead on a thread)
 _C.DATALOADER.IMS_PER_BATCH = 2
 _C.DATALOADER.SEED = 0
 

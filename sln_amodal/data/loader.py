@@ -9,13 +9,16 @@ rank and world size are plain arguments.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import queue
+import threading
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 SHUFFLE_STREAM = 0  # tags shuffle generators apart from the dataset's item generators (AUGMENT_STREAM)
+_READ_AHEAD_POLL_S = 0.1  # how often a reader waiting to hand over a batch checks that it is still wanted
 
 
 def collate_images_targets(batch: list[tuple]) -> tuple[list, list]:
@@ -81,12 +84,49 @@ class InferenceSampler(Sampler):
         return iter(range(self.begin, self.end))
 
 
+def _read_ahead(batches: Iterable) -> Iterator:
+    """``batches`` in order, each read on a helper thread while the caller works on the one before.
+
+    For loaders without worker processes: reading a batch (image decoding, mask decoding) mostly
+    runs outside the GIL, so it overlaps the training step instead of following it. An exception
+    from the reader is raised here, at the batch it failed on.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        ready.put((batch, None), timeout=_READ_AHEAD_POLL_S)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            ready.put((None, error))
+
+    reader = threading.Thread(target=read, name="read_ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            batch, error = ready.get()
+            if error is not None:
+                raise error
+            yield batch
+    finally:
+        stop.set()
+
+
 class TrainLoader:
     """Endless training batches ``(list[image], list[target])`` whose position can be saved and restored.
 
     ``iteration`` counts the batches handed out; ``state_dict()`` saved with a checkpoint and
     ``load_state_dict()`` on resume continue the stream exactly where it stopped. Iterating again
-    restarts from the current ``iteration``.
+    restarts from the current ``iteration``. Without worker processes the next batch is read on a
+    thread while the caller uses the current one (``_read_ahead``).
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, num_workers: int, seed: int, rank: int = 0,
@@ -104,7 +144,8 @@ class TrainLoader:
             num_workers=self.num_workers, collate_fn=collate_images_targets, pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(self.seed),  # seeds the workers' torch generators
         )
-        for batch in loader:
+        batches = iter(loader) if self.num_workers else _read_ahead(loader)
+        for batch in batches:
             self.iteration += 1
             yield batch
 
