@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from sln_amodal.layering import depth_ranks_from_order, pairwise_overlap_sums, resolve_depth_order
+from sln_amodal.layering import (
+    depth_ranks_from_order, pairwise_order_from_layers, pairwise_overlap_sums, resolve_depth_order,
+)
+from sln_amodal.layering.depth_relation import order_from_visible_overlap
 
 NO_CONSTRAINTS = torch.zeros((0, 2), dtype=torch.long)
 
@@ -105,3 +108,40 @@ def test_overlap_sums_match_numpy_for_small_and_large_weights():
         sums = pairwise_overlap_sums(torch.from_numpy(weights), torch.from_numpy(supports))
         assert sums.dtype == torch.long
         np.testing.assert_array_equal(sums.numpy(), expected)
+
+
+def test_mask_orders_over_the_shared_pixels_equal_the_definitions_over_all_pixels():
+    # Both orders are computed on the pixels inside two or more masks only; here against the
+    # definitions written out over every pixel (numpy), on random overlapping rectangles.
+    rng = np.random.default_rng(3)
+    for count in (0, 1, 2, 9):
+        amodal = np.zeros((count, 20, 30), dtype=bool)
+        for mask in amodal:
+            top, left = rng.integers(0, 14), rng.integers(0, 22)
+            mask[top:top + rng.integers(3, 7), left:left + rng.integers(3, 9)] = True
+        layers = np.where(amodal, rng.integers(0, 3, size=amodal.shape), -1).astype(np.int8)
+        visible = layers == 0
+        overlap = amodal[:, None] & amodal[None, :]  # [a, b, H, W]
+        layer_sums = (np.clip(layers, 0, None)[:, None] * overlap).sum(axis=(2, 3))
+        visible_sums = (visible[:, None] & overlap).sum(axis=(2, 3))
+        np.testing.assert_array_equal(
+            pairwise_order_from_layers(torch.from_numpy(amodal), torch.from_numpy(layers)).numpy(),
+            layer_sums < layer_sums.T)
+        np.testing.assert_array_equal(
+            order_from_visible_overlap(torch.from_numpy(amodal), torch.from_numpy(visible)).numpy(),
+            visible_sums > visible_sums.T)
+
+
+def test_ranks_of_a_random_relation_follow_the_greedy_rule():
+    rng = np.random.default_rng(4)
+    for count in (1, 5, 12):
+        in_front = rng.random((count, count)) < 0.3  # cycles and both-way pairs included
+        scores = rng.choice([0.2, 0.5, 0.7], size=count)  # ties go to the lower index
+        expected, unranked = [0] * count, set(range(count))
+        for rank in range(1, count + 1):
+            free = [i for i in unranked if not any(in_front[j, i] for j in unranked if j != i)]
+            chosen = min(free or unranked, key=lambda i: (-scores[i], i))
+            expected[chosen] = rank
+            unranked.remove(chosen)
+        ranks = depth_ranks_from_order(torch.from_numpy(in_front), torch.from_numpy(scores).float())
+        assert ranks.dtype == torch.int64 and ranks.tolist() == expected

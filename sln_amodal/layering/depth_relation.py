@@ -4,6 +4,7 @@ Convention everywhere: ``in_front[a, b]`` is True when object a is in front of o
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..structures.pixel_counts import as_float
@@ -76,8 +77,17 @@ def resolve_depth_order(
 def order_from_visible_overlap(amodal: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """``in_front`` (N, N) bool from (N, H, W) bool masks: with O = A_a ∩ A_b, a is in front of b
     iff |O ∩ V_a| > |O ∩ V_b| (equal counts, including no overlap, leave the pair unordered)."""
-    visible_in_overlap = pairwise_overlap_sums((visible & amodal).flatten(1), amodal.flatten(1))  # [a, b]
+    amodal = amodal.flatten(1)
+    shared = shared_pixels(amodal)
+    visible_in_overlap = pairwise_overlap_sums(  # [a, b]
+        visible.flatten(1).index_select(1, shared) & amodal.index_select(1, shared), amodal.index_select(1, shared))
     return visible_in_overlap > visible_in_overlap.T
+
+
+def shared_pixels(masks: torch.Tensor) -> torch.Tensor:
+    """(S,) int64 indices of the pixels inside two or more of the (N, P) bool masks, the only ones
+    in any pair's overlap: a pairwise sum over them equals the one over all pixels off the diagonal."""
+    return (masks.sum(dim=0, dtype=torch.int32) >= 2).nonzero().squeeze(1)
 
 
 def depth_ranks_from_order(in_front: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -85,23 +95,25 @@ def depth_ranks_from_order(in_front: torch.Tensor, scores: torch.Tensor) -> torc
 
     Repeatedly ranks next, among the objects not ranked yet that no unranked object is in front of,
     the one with the highest score; when a cycle leaves no such object, the highest-score unranked
-    object. Equal scores go to the lower index. Runs on the inputs' device without host syncs.
+    object. Equal scores go to the lower index. The N steps run on the host (one copy of the N x N
+    relation): each is a handful of operations on N values, which as device kernels cost far more
+    in launches than in work. The ranks come back on the inputs' device.
     """
     num_objects = in_front.shape[0]
-    device = in_front.device
-    in_front = in_front.clone().fill_diagonal_(False)
-    by_score = torch.argsort(scores.to(device), descending=True, stable=True)
-    priority = torch.empty(num_objects, dtype=torch.long, device=device)
-    priority[by_score] = torch.arange(num_objects, device=device)
+    front = in_front.detach().cpu().numpy().copy()  # [a, b]: a in front of b
+    np.fill_diagonal(front, False)
+    by_score = np.argsort(-scores.detach().cpu().double().numpy(), kind="stable")
+    priority = np.empty(num_objects, dtype=np.int64)
+    priority[by_score] = np.arange(num_objects)
 
-    blockers = in_front.sum(dim=0)  # unranked objects in front of each object
-    unranked = torch.ones(num_objects, dtype=torch.bool, device=device)
-    ranks = torch.zeros(num_objects, dtype=torch.long, device=device)
+    blockers = front.sum(axis=0)  # unranked objects in front of each object
+    unranked = np.ones(num_objects, dtype=bool)
+    ranks = np.zeros(num_objects, dtype=np.int64)
     for rank in range(1, num_objects + 1):
         free = unranked & (blockers == 0)
-        candidates = torch.where(free.any(), free, unranked)
-        chosen = priority.masked_fill(~candidates, num_objects).argmin()
+        candidates = free if free.any() else unranked
+        chosen = np.where(candidates, priority, num_objects).argmin()
         ranks[chosen] = rank
         unranked[chosen] = False
-        blockers -= in_front[chosen].long()
-    return ranks
+        blockers -= front[chosen]
+    return torch.from_numpy(ranks).to(in_front.device)
