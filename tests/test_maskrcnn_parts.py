@@ -82,14 +82,14 @@ def test_roi_align_matches_torchvision_in_output_and_gradient(threads, num_rois)
     if num_rois:
         boxes[0] = torch.tensor([50.0, 40.0, 50.0, 40.0])
     rois = torch.cat([torch.randint(0, 2, (num_rois, 1), generator=g).float(), boxes], dim=1)
-    for sampling_ratio, aligned in [(1, True), (2, False), (3, True), (0, True)]:
+    for sampling_ratio, aligned in [(1, True), (2, False), (3, True), (4, False), (0, True)]:
         expected = torchvision_roi_align(features, rois, (7, 7), 0.25, sampling_ratio, aligned)
         actual = roi_align(features, rois, (7, 7), 0.25, sampling_ratio, aligned)
         assert torch.equal(actual, expected)  # each RoI's output comes from the same kernel
         weights = torch.randn(expected.shape, generator=g)
         (expected_grad,) = torch.autograd.grad((expected * weights).sum(), features)
         (actual_grad,) = torch.autograd.grad((actual * weights).sum(), features)
-        if sampling_ratio in (1, 2):  # the same terms in the same order, and an exact average
+        if sampling_ratio in (1, 2, 4):  # the same terms in the same order, and an exact average
             assert torch.equal(actual_grad, expected_grad)
         else:
             torch.testing.assert_close(actual_grad, expected_grad, atol=1e-5, rtol=1e-5)
@@ -102,7 +102,7 @@ def test_roi_align_gradient_is_the_same_block_by_block(monkeypatch):
     rois = torch.cat([torch.randint(0, 3, (29, 1), generator=g).float(), boxes], dim=1)
     grad_output = torch.randn(29, 4, 5, 5, generator=g)
     whole = roi_align_gradient(grad_output, rois, features.shape, 0.25, 2, True)
-    per_roi = 5 * 5 * 4 * 4 * 4  # bins x taps (2 per point side) x channels
+    per_roi = 5 * 5 * 2 * 2 * 4 * 4  # bins x points x corners x channels
     monkeypatch.setattr(roi_align_module, "_GRADIENT_BLOCK_ELEMENTS", 3 * per_roi)
     assert torch.equal(roi_align_gradient(grad_output, rois, features.shape, 0.25, 2, True), whole)
     assert whole.abs().sum() > 0

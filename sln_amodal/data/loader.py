@@ -94,19 +94,23 @@ def _read_ahead(batches: Iterable) -> Iterator:
     ready: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
+    def hand_over(item: tuple) -> bool:
+        """Queue ``item`` for the consumer; False once the consumer is gone."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=_READ_AHEAD_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def read() -> None:
         try:
             for batch in batches:
-                while not stop.is_set():
-                    try:
-                        ready.put((batch, None), timeout=_READ_AHEAD_POLL_S)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over((batch, None)):
                     return
         except BaseException as error:  # handed to the consumer, which raises it
-            ready.put((None, error))
+            hand_over((None, error))
 
     reader = threading.Thread(target=read, name="read_ahead", daemon=True)
     reader.start()

@@ -124,22 +124,22 @@ def roi_align_gradient(
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
     rows, row_weights = _bilinear_taps(y1, roi_h / pooled_h, pooled_h, sampling_ratio, height)
     cols, col_weights = _bilinear_taps(x1, roi_w / pooled_w, pooled_w, sampling_ratio, width)
-    taps = 2 * sampling_ratio  # taps per bin side: two pixels per point
-    # (R, Ph, Pw, taps, taps): the pixel of each tap, flat over (N, H, W), and its weight, which
-    # averages over the bin's points
-    image = rois[:, 0].to(torch.int64)[:, None, None, None, None]
-    pixel = (image * height + rows.reshape(num_rois, pooled_h, 1, taps, 1)) * width \
-        + cols.reshape(num_rois, 1, pooled_w, 1, taps)
-    weight = (row_weights.reshape(num_rois, pooled_h, 1, taps, 1)
-              * col_weights.reshape(num_rois, 1, pooled_w, 1, taps)) / (sampling_ratio * sampling_ratio)
+    points = sampling_ratio
+    # (R, Ph, Pw, points_y, points_x, 2, 2): each bin's points, each point's four corner pixels
+    # (flat over N, H, W) in torchvision's order, and their weights, which average over the points
+    image = rois[:, 0].to(torch.int64)[:, None, None, None, None, None, None]
+    pixel = (image * height + rows.reshape(num_rois, pooled_h, 1, points, 1, 2, 1)) * width \
+        + cols.reshape(num_rois, 1, pooled_w, 1, points, 1, 2)
+    weight = (row_weights.reshape(num_rois, pooled_h, 1, points, 1, 2, 1)
+              * col_weights.reshape(num_rois, 1, pooled_w, 1, points, 1, 2)) / (points * points)
     grad_per_bin = grad_output.permute(0, 2, 3, 1)  # (R, Ph, Pw, C)
 
     grad_features = grad_output.new_zeros(num_images * height * width, channels)  # (N*H*W, C)
-    per_roi = pooled_h * pooled_w * taps * taps * channels
+    per_roi = pooled_h * pooled_w * points * points * 4 * channels
     block = max(1, _GRADIENT_BLOCK_ELEMENTS // per_roi)
     for first in range(0, num_rois, block):
         part = slice(first, first + block)
-        terms = grad_per_bin[part, :, :, None, None, :] * weight[part, ..., None]  # (B, Ph, Pw, taps, taps, C)
+        terms = grad_per_bin[part, :, :, None, None, None, None, :] * weight[part, ..., None]  # (B, ..., C)
         grad_features.index_add_(0, pixel[part].reshape(-1), terms.reshape(-1, channels))
     return grad_features.view(num_images, height, width, channels).permute(0, 3, 1, 2)
 
