@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .depth_relation import depth_ranks_from_order, pairwise_overlap_sums, shared_pixels
+from .depth_relation import depth_ranks_from_order, on_shared_pixels, pairwise_overlap_sums
 from .targets import LEVEL_OFFSET, NO_LAYER, check_num_layers, occlusion_rate
 
 
@@ -172,10 +172,8 @@ def pairwise_order_from_layers(amodal: torch.Tensor, layers: torch.Tensor) -> to
     """``in_front`` (R, R) bool: a is in front of b iff their amodal masks (R, H, W) overlap in O
     and the mean of ℓ̂_a over O is below that of ℓ̂_b. Both means share the divisor |O|, so the
     exact sums are compared; a non-empty difference implies a non-empty O."""
-    amodal = amodal.flatten(1)
-    shared = shared_pixels(amodal)
-    layer_sums = pairwise_overlap_sums(  # [a, b]: ℓ̂_a over O
-        layers.flatten(1).index_select(1, shared).clamp(min=0), amodal.index_select(1, shared))
+    amodal, layers = on_shared_pixels(amodal, layers)
+    layer_sums = pairwise_overlap_sums(layers.clamp(min=0), amodal)  # [a, b]: ℓ̂_a over O
     return layer_sums < layer_sums.T
 
 

@@ -77,17 +77,18 @@ def resolve_depth_order(
 def order_from_visible_overlap(amodal: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """``in_front`` (N, N) bool from (N, H, W) bool masks: with O = A_a ∩ A_b, a is in front of b
     iff |O ∩ V_a| > |O ∩ V_b| (equal counts, including no overlap, leave the pair unordered)."""
-    amodal = amodal.flatten(1)
-    shared = shared_pixels(amodal)
-    visible_in_overlap = pairwise_overlap_sums(  # [a, b]
-        visible.flatten(1).index_select(1, shared) & amodal.index_select(1, shared), amodal.index_select(1, shared))
+    amodal, visible = on_shared_pixels(amodal, visible)
+    visible_in_overlap = pairwise_overlap_sums(visible & amodal, amodal)  # [a, b]
     return visible_in_overlap > visible_in_overlap.T
 
 
-def shared_pixels(masks: torch.Tensor) -> torch.Tensor:
-    """(S,) int64 indices of the pixels inside two or more of the (N, P) bool masks, the only ones
-    in any pair's overlap: a pairwise sum over them equals the one over all pixels off the diagonal."""
-    return (masks.sum(dim=0, dtype=torch.int32) >= 2).nonzero().squeeze(1)
+def on_shared_pixels(amodal: torch.Tensor, *maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(N, H, W) amodal masks and per-object maps of the same shape, each flattened to (N, S) over
+    the S pixels inside two or more masks: the only ones in any pair's overlap, so a pairwise sum
+    over them equals the one over all pixels off the diagonal."""
+    amodal = amodal.flatten(1)
+    shared = (amodal.sum(dim=0, dtype=torch.int32) >= 2).nonzero().squeeze(1)  # (S,)
+    return tuple(values.flatten(1).index_select(1, shared) for values in (amodal, *maps))
 
 
 def depth_ranks_from_order(in_front: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,8 @@ class _RoIAlign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features, rois, output_size, spatial_scale, sampling_ratio, aligned, num_chunks):
         ctx.save_for_backward(rois)
-        ctx.arguments = (output_size, spatial_scale, sampling_ratio, aligned, features.shape)
+        # The pooled size is not kept: the gradient reads it off grad_output.
+        ctx.arguments = (spatial_scale, sampling_ratio, aligned, features.shape)
 
         def pool(chunk: Tensor) -> Tensor:
             return torch.ops.torchvision.roi_align(
@@ -72,7 +73,7 @@ class _RoIAlign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (rois,) = ctx.saved_tensors
-        output_size, spatial_scale, sampling_ratio, aligned, features_shape = ctx.arguments
+        spatial_scale, sampling_ratio, aligned, features_shape = ctx.arguments
         grad_features = roi_align_gradient(
             grad_output, rois, features_shape, spatial_scale, sampling_ratio, aligned
         )
