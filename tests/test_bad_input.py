@@ -464,6 +464,8 @@ def test_unwritable_or_file_outputs_fail_before_any_work(tmp_path):
 
 @pytest.mark.parametrize("key, value, expected", [
     ("MODEL.BACKBONE.DEPTH", "19", "MODEL.BACKBONE.DEPTH 19 is not allowed: expected one of 18, 34, 50, 101"),
+    ("MODEL.BACKBONE.STAGE_WIDTHS", "[32, 64, 128]",
+     "MODEL.BACKBONE.STAGE_WIDTHS [32, 64, 128] is not allowed: expected 4 positive integers (res2..res5)"),
     ("SOLVER.BASE_LR", "-0.1", "SOLVER.BASE_LR -0.1 is not allowed: expected a positive number"),
     ("DATALOADER.IMS_PER_BATCH", "0", "DATALOADER.IMS_PER_BATCH 0 is not allowed: expected at least 1"),
     ("DATALOADER.NUM_WORKERS", "-1", "DATALOADER.NUM_WORKERS -1 is not allowed: expected at least 0"),

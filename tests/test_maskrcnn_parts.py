@@ -16,6 +16,7 @@ from torchvision.ops.poolers import LevelMapper
 from testing import resnet18_config, scenes, small_config
 from sln_amodal.modeling import MaskBranch, RoIBatch, build_model, register_mask_branch
 from sln_amodal.modeling.anchors import AnchorGenerator
+from sln_amodal.modeling.backbone import ResNet
 from sln_amodal.modeling.box_coder import BoxCoder
 from sln_amodal.modeling.build import build_image_transform
 from sln_amodal.modeling.mask_branches.mask_rcnn import MaskRCNNHead
@@ -26,6 +27,7 @@ from sln_amodal.modeling.norm import FrozenBatchNorm2d, conv_norm
 from sln_amodal.modeling.poolers import MultiScaleRoIAlign, assign_boxes_to_levels
 from sln_amodal.modeling import roi_align as roi_align_module
 from sln_amodal.modeling.roi_align import roi_align, roi_align_gradient
+from sln_amodal.modeling.torchvision_reference import torchvision_reference
 
 ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
 RATIOS = ((0.5, 1.0, 2.0),)
@@ -185,6 +187,20 @@ def test_resnet18_fpn_trains_one_step():
     classifier = "roi_heads.box_predictor.cls_score.weight"
     assert not torch.equal(params[classifier], trainable[classifier])
     assert not params["backbone.bottom_up.stem.conv.weight"].requires_grad  # TRAINABLE_LAYERS = 3
+
+
+def test_stage_widths_narrow_every_stage_and_train():
+    torch.manual_seed(0)
+    model = build_model(resnet18_config(BACKBONE__NORM="GN", BACKBONE__STAGE_WIDTHS=(32, 64, 128, 256)))
+    assert model.backbone.bottom_up.out_channels == {"res2": 32, "res3": 64, "res4": 128, "res5": 256}
+    assert model.backbone.bottom_up.res5[1].conv2.weight.shape == (256, 256, 3, 3)
+    losses = train_step(model, *scenes())
+    assert all(math.isfinite(v.item()) and v.item() > 0 for v in losses.values())
+    # A bottleneck's output is 4x its 3x3 width.
+    bottleneck = ResNet(50, "FrozenBN", 1e-5, 32, 3, stage_widths=(16, 32, 64, 128))
+    assert bottleneck.out_channels == {"res2": 64, "res3": 128, "res4": 256, "res5": 512}
+    with pytest.raises(ValueError, match="STAGE_WIDTHS"):
+        torchvision_reference(resnet18_config(BACKBONE__STAGE_WIDTHS=(32, 64, 128, 256)))
 
 
 def test_class_agnostic_heads_train_and_predict():

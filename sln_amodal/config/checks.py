@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..engine.optimizer import OPTIMIZERS
-from ..modeling.backbone.resnet import RESNET_SPECS
+from ..modeling.backbone.resnet import RESNET_SPECS, STAGE_NAMES
 from ..numbers import is_number
 from .config import CfgNode, ConfigError
 
@@ -23,6 +23,7 @@ def check_config(cfg: CfgNode, training: bool) -> None:
     """Check the model, input and loader values, and with ``training`` the solver's too."""
     if cfg.MODEL.BACKBONE.DEPTH not in RESNET_SPECS:
         _fail("MODEL.BACKBONE.DEPTH", cfg.MODEL.BACKBONE.DEPTH, f"one of {', '.join(map(str, sorted(RESNET_SPECS)))}")
+    _check_stage_widths(cfg.MODEL.BACKBONE)
     _at_least(cfg, "MODEL.SLN.NUM_LAYERS", 1)
     _at_least(cfg, "DATALOADER.IMS_PER_BATCH", 1)
     _at_least(cfg, "DATALOADER.NUM_WORKERS", 0)
@@ -62,6 +63,15 @@ def check_device(device: str) -> None:
             _fail("MODEL.DEVICE", device, "cpu: this machine has no usable CUDA GPU")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             _fail("MODEL.DEVICE", device, f"a GPU index below {torch.cuda.device_count()}")
+
+
+def _check_stage_widths(backbone: CfgNode) -> None:
+    widths = list(backbone.STAGE_WIDTHS)
+    if len(widths) != len(STAGE_NAMES) or not all(isinstance(w, int) and w >= 1 for w in widths):
+        _fail("MODEL.BACKBONE.STAGE_WIDTHS", widths, f"{len(STAGE_NAMES)} positive integers (res2..res5)")
+    # GroupNorm splits each layer's channels into GN_GROUPS equal groups.
+    if backbone.NORM == "GN" and any(w % backbone.GN_GROUPS for w in widths):
+        _fail("MODEL.BACKBONE.STAGE_WIDTHS", widths, f"multiples of MODEL.BACKBONE.GN_GROUPS ({backbone.GN_GROUPS})")
 
 
 def _at_least(cfg: CfgNode, key: str, minimum: int) -> None:

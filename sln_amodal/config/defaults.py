@@ -99,6 +99,9 @@ _C.MODEL.BACKBONE.GN_GROUPS = 32  # groups when NORM is GN
 # Trainable parts counted from the top: 0 freezes everything, 5 trains the stem too, 3 (torchvision's
 # default for pretrained backbones) trains res3-res5. Frozen parts use frozen BN.
 _C.MODEL.BACKBONE.TRAINABLE_LAYERS = 3
+# The 3x3 convolution width of res2..res5 (a bottleneck's output is 4x that). ImageNet and COCO
+# weights fit only these, the paper's; narrower stages suit small models trained from scratch.
+_C.MODEL.BACKBONE.STAGE_WIDTHS = (64, 128, 256, 512)
 
 _C.MODEL.FPN = CfgNode()
 _C.MODEL.FPN.OUT_CHANNELS = 256

@@ -22,7 +22,9 @@ from .sampler import BalancedPositiveNegativeSampler
 
 def build_backbone(cfg: CfgNode) -> FPN:
     b = cfg.MODEL.BACKBONE
-    resnet = ResNet(b.DEPTH, b.NORM, b.NORM_EPS, b.GN_GROUPS, b.TRAINABLE_LAYERS)
+    resnet = ResNet(
+        b.DEPTH, b.NORM, b.NORM_EPS, b.GN_GROUPS, b.TRAINABLE_LAYERS, stage_widths=tuple(b.STAGE_WIDTHS)
+    )
     return FPN(resnet, cfg.MODEL.FPN.OUT_CHANNELS)
 
 

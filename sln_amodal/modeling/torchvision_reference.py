@@ -20,6 +20,7 @@ from .weights import convert_torchvision_maskrcnn
 _TORCHVISION_ROI_FEATURES = [str(level) for level in range(len(ROI_FEATURE_NAMES))]
 # Settings torchvision's MaskRCNN hard-codes; the config must hold the default (torchvision's) value.
 _FIXED_IN_TORCHVISION = (
+    "BACKBONE.STAGE_WIDTHS",
     "FPN.OUT_CHANNELS",
     "RPN.MIN_SIZE",
     "RPN.BBOX_REG_WEIGHTS",

@@ -12,7 +12,8 @@ from ..norm import build_norm, conv_norm
 
 STEM_CHANNELS = 64
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
-STAGE_WIDTHS = (64, 128, 256, 512)  # 3x3 convolution width of each stage
+# 3x3 convolution width of each stage: the paper's (He et al.), which ImageNet and COCO weights fit.
+STAGE_WIDTHS = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 2)  # stride of each stage's first block; the stem already has stride 4
 # Parts a freeze can reach, bottom first: the stem, then the four stages.
 FREEZABLE_PARTS = ("stem",) + STAGE_NAMES
@@ -117,9 +118,19 @@ class ResNet(nn.Module):
         gn_groups: groups of GroupNorm.
         trainable_layers: how many parts, counted from the top (res5, res4, res3, res2, stem),
             are trained; the others have ``requires_grad=False`` and, with batch norm, frozen BN.
+        stage_widths: the 3x3 convolution width of res2..res5. Pretrained weights fit only
+            ``STAGE_WIDTHS``; narrower stages are for models trained from scratch.
     """
 
-    def __init__(self, depth: int, norm: str, norm_eps: float, gn_groups: int, trainable_layers: int):
+    def __init__(
+        self,
+        depth: int,
+        norm: str,
+        norm_eps: float,
+        gn_groups: int,
+        trainable_layers: int,
+        stage_widths: tuple[int, ...] = STAGE_WIDTHS,
+    ):
         super().__init__()
         if depth not in RESNET_SPECS:
             raise ValueError(
@@ -141,7 +152,7 @@ class ResNet(nn.Module):
         self.stem = Stem(norm_factory("stem"))
         in_channels = STEM_CHANNELS
         self.out_channels: dict[str, int] = {}
-        for name, width, stride, num_blocks in zip(STAGE_NAMES, STAGE_WIDTHS, STAGE_STRIDES, blocks_per_stage):
+        for name, width, stride, num_blocks in zip(STAGE_NAMES, stage_widths, STAGE_STRIDES, blocks_per_stage):
             make_norm = norm_factory(name)
             blocks = []
             for index in range(num_blocks):
