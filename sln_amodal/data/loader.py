@@ -122,6 +122,9 @@ def _read_ahead(batches: Iterable) -> Iterator:
             yield batch
     finally:
         stop.set()
+        # Joined, not left to die as a daemon: a reader still inside a batch when the interpreter
+        # exits aborts the process ("terminate called without an active exception").
+        reader.join()
 
 
 class TrainLoader:

@@ -275,6 +275,7 @@ class Trainer:
                     self.events.flush(max_iter)
                 final = self.save_final_checkpoint(max_iter, batches)
         finally:
+            batches.close()  # stops the loader's read-ahead thread before the process can exit
             progress.close()
             if self.events is not None:
                 self.events.close()
