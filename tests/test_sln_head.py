@@ -96,6 +96,41 @@ def test_training_step_gives_every_sln_loss_and_reaches_every_module():
         assert sum(g.abs().sum() for g in grads) > 0
 
 
+@pytest.mark.parametrize("mask_head", ["SLNHead", "MaskRCNNHead"])
+def test_channels_last_changes_the_memory_order_not_the_results(mask_head):
+    configs = [tiny_sln_config() for _ in range(2)]
+    for cfg in configs:
+        cfg.MODEL.ROI_MASK_HEAD.NAME = mask_head
+        cfg.MODEL.SLN.IMAGE_CELLS = True  # the quickstart's SLN parts, some already channels-last
+        cfg.MODEL.SLN.INSTANCE_ROI_CONTEXT = "single_layer"
+    configs[1].MODEL.CHANNELS_LAST = True
+    torch.manual_seed(0)
+    reference, model = build_model(configs[0]), build_model(configs[1])
+    model.load_state_dict(reference.state_dict())
+    assert model.backbone.bottom_up.res5[1].conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not reference.backbone.bottom_up.res5[1].conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    images, targets = synthetic_batch()
+    losses = []
+    for network in (reference, model):
+        torch.manual_seed(1)  # the same anchors and RoIs sampled
+        losses.append(network(images, targets))
+        sum(losses[-1].values()).backward()
+    for name, expected in losses[0].items():
+        assert torch.allclose(losses[1][name], expected, rtol=1e-5, atol=1e-6), name
+    # Summed in another order, a gradient differs by rounding (1e-6 to 1e-3 of its norm here,
+    # GroupNorm amplifying it); a misread layout would differ by its whole size.
+    for (name, expected), actual in zip(reference.named_parameters(), model.parameters()):
+        if expected.grad is not None:
+            assert (actual.grad - expected.grad).norm() <= 1e-2 * expected.grad.norm(), name
+    reference.eval(), model.eval()
+    with torch.no_grad():
+        for expected, actual in zip(reference(images), model(images)):
+            assert torch.equal(actual["labels"], expected["labels"])
+            assert torch.equal(actual["depth_rank"], expected["depth_rank"])
+            for field in ("boxes", "scores", "amodal_masks", "visible_masks"):
+                assert torch.allclose(actual[field].float(), expected[field].float(), atol=1e-4), field
+
+
 def test_images_without_objects_train_with_zero_mask_losses():
     torch.manual_seed(0)
     model = build_model(tiny_sln_config())
