@@ -122,7 +122,8 @@ def test_channels_last_changes_the_memory_order_not_the_results(mask_head):
     for (name, expected), actual in zip(reference.named_parameters(), model.parameters()):
         if expected.grad is not None:
             assert (actual.grad - expected.grad).norm() <= 1e-2 * expected.grad.norm(), name
-    reference.eval(), model.eval()
+    reference.eval()
+    model.eval()
     with torch.no_grad():
         for expected, actual in zip(reference(images), model(images)):
             assert torch.equal(actual["labels"], expected["labels"])
