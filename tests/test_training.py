@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sln_amodal.config import load_config
 from sln_amodal.data.synthetic import write_synthetic_dataset
-from sln_amodal.engine.checkpoint import LAST_CHECKPOINT_FILE, CheckpointError, read_checkpoint, seed_all_rng
+from sln_amodal.engine.checkpoint import (LAST_CHECKPOINT_FILE, CheckpointError, load_trained_model, read_checkpoint,
+                                          seed_all_rng)
 from sln_amodal.engine.trainer import FINAL_CHECKPOINT, train
 from sln_amodal.modeling.build import build_model
 from testing import BASE_LR, SCENE, TINY, WARMUP_FACTOR, WARMUP_ITERS, tiny_config
@@ -163,6 +164,22 @@ def test_adamw_resume_equals_straight_run_and_takes_new_betas(dataset_dir, tmp_p
     again = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "3", "SOLVER.ADAM_BETAS", "[0.8, 0.9]"), dataset_dir, "last",
                   str(first))
     assert read_checkpoint(again.checkpoint)["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.9)
+
+
+def test_channels_last_training_resumes_exactly_and_its_checkpoint_loads_for_inference(dataset_dir, tmp_path):
+    options = ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.001", "SOLVER.CHANNELS_LAST", "True"]
+    straight = train(tiny_config(*options, "SOLVER.MAX_ITER", "2"), dataset_dir, "none", str(tmp_path / "straight"))
+    assert straight.model.backbone.bottom_up.res5[1].conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    first = tmp_path / "resumed"
+    train(tiny_config(*options, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(first))
+    resumed = train(tiny_config(*options, "SOLVER.MAX_ITER", "2"), dataset_dir, "last", str(first))
+    expected, actual = read_checkpoint(straight.checkpoint), read_checkpoint(resumed.checkpoint)
+    assert_same_tensors(actual["model"], expected["model"])
+    assert_same_optimizer_state(actual["optimizer"]["state"], expected["optimizer"]["state"])
+    # Inference builds the model in the usual order; the trained values load into it unchanged.
+    model = load_trained_model(straight.checkpoint)[0]
+    assert model.backbone.bottom_up.res5[1].conv2.weight.is_contiguous()
+    assert_same_tensors(model.state_dict(), straight.model.state_dict())
 
 
 def test_tensorboard_scalars_and_pictures(straight_run):

@@ -132,6 +132,8 @@ class Trainer:
 
         seed_all_rng(solver.SEED + self.rank)
         self.model = build_model(cfg, self.categories)
+        if solver.CHANNELS_LAST:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.model.train()
         self.learning_rate = scaled_learning_rate(solver, cfg.DATALOADER.IMS_PER_BATCH * self.world_size)
         self.optimizer = build_optimizer(self.model, solver, self.learning_rate)

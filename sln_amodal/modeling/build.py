@@ -5,8 +5,6 @@ from its own ``from_config``; nothing here names a particular branch.
 """
 from __future__ import annotations
 
-import torch
-
 from ..config import CfgNode
 from .anchors import AnchorGenerator
 from .backbone import FEATURE_NAMES, FPN, ResNet
@@ -86,5 +84,4 @@ def build_model(cfg: CfgNode, categories: list[dict] | None = None) -> MaskRCNN:
     model = MaskRCNN(build_image_transform(cfg), backbone, build_rpn(cfg, backbone), build_roi_heads(cfg, backbone))
     if categories is not None:
         model.check_categories(categories)
-    model = model.to(cfg.MODEL.DEVICE)
-    return model.to(memory_format=torch.channels_last) if cfg.MODEL.CHANNELS_LAST else model
+    return model.to(cfg.MODEL.DEVICE)
