@@ -151,31 +151,32 @@ def test_resume_follows_the_new_schedule_and_refuses_a_new_seed(dataset_dir, tmp
     assert (list(recorded.STEPS), recorded.GAMMA, recorded.WARMUP_FACTOR, recorded.SEED) == ([2], 0.5, 0.5, 0)
 
 
-def test_adamw_resume_equals_straight_run_and_takes_new_betas(dataset_dir, tmp_path):
-    adamw = ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.001"]
-    straight = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "2"), dataset_dir, "none", str(tmp_path / "straight"))
-    first = tmp_path / "resumed"
-    train(tiny_config(*adamw, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(first))
-    resumed = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "2"), dataset_dir, "last", str(first))
+def resume_equals_straight_run(options: list, dataset_dir: str, tmp_path):
+    """Trains 2 iterations in one go and 1 + 1 with a resume, asserts equal models and optimizer
+    states; returns the straight run, the resumed run's folder and its last checkpoint."""
+    straight = train(tiny_config(*options, "SOLVER.MAX_ITER", "2"), dataset_dir, "none", str(tmp_path / "straight"))
+    folder = tmp_path / "resumed"
+    train(tiny_config(*options, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(folder))
+    resumed = train(tiny_config(*options, "SOLVER.MAX_ITER", "2"), dataset_dir, "last", str(folder))
     expected, actual = read_checkpoint(straight.checkpoint), read_checkpoint(resumed.checkpoint)
     assert_same_tensors(actual["model"], expected["model"])
     assert_same_optimizer_state(actual["optimizer"]["state"], expected["optimizer"]["state"])
-    assert "exp_avg_sq" in actual["optimizer"]["state"][0]  # AdamW's state, not SGD's momentum
+    return straight, folder, actual
+
+
+def test_adamw_resume_equals_straight_run_and_takes_new_betas(dataset_dir, tmp_path):
+    adamw = ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.001"]
+    _, folder, resumed = resume_equals_straight_run(adamw, dataset_dir, tmp_path)
+    assert "exp_avg_sq" in resumed["optimizer"]["state"][0]  # AdamW's state, not SGD's momentum
     again = train(tiny_config(*adamw, "SOLVER.MAX_ITER", "3", "SOLVER.ADAM_BETAS", "[0.8, 0.9]"), dataset_dir, "last",
-                  str(first))
+                  str(folder))
     assert read_checkpoint(again.checkpoint)["optimizer"]["param_groups"][0]["betas"] == (0.8, 0.9)
 
 
 def test_channels_last_training_resumes_exactly_and_its_checkpoint_loads_for_inference(dataset_dir, tmp_path):
     options = ["SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.001", "SOLVER.CHANNELS_LAST", "True"]
-    straight = train(tiny_config(*options, "SOLVER.MAX_ITER", "2"), dataset_dir, "none", str(tmp_path / "straight"))
+    straight, _, _ = resume_equals_straight_run(options, dataset_dir, tmp_path)
     assert straight.model.backbone.bottom_up.res5[1].conv2.weight.is_contiguous(memory_format=torch.channels_last)
-    first = tmp_path / "resumed"
-    train(tiny_config(*options, "SOLVER.MAX_ITER", "1"), dataset_dir, "none", str(first))
-    resumed = train(tiny_config(*options, "SOLVER.MAX_ITER", "2"), dataset_dir, "last", str(first))
-    expected, actual = read_checkpoint(straight.checkpoint), read_checkpoint(resumed.checkpoint)
-    assert_same_tensors(actual["model"], expected["model"])
-    assert_same_optimizer_state(actual["optimizer"]["state"], expected["optimizer"]["state"])
     # Inference builds the model in the usual order; the trained values load into it unchanged.
     model = load_trained_model(straight.checkpoint)[0]
     assert model.backbone.bottom_up.res5[1].conv2.weight.is_contiguous()
